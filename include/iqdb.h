@@ -1,0 +1,730 @@
+/*
+ * iqdb.h — the public interface of iqdb, an embeddable vector database.
+ *
+ * This header is the specification. Every function states what it does, which status codes it
+ * returns, who owns what, and its thread rule. Sentences written as contracts are pinned by the
+ * tests in tests/unit.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * What iqdb is
+ *
+ *   A library, not a server: one handle (`iqdb *`) holds a set of records. A record is an id (a
+ *   64-bit unsigned integer), a float vector of the database's fixed dimension, and optional
+ *   metadata (a flat map of string keys to null / bool / int64 / double / string values). Search
+ *   returns the k records nearest to a query vector, optionally restricted by a metadata filter.
+ *
+ * Lifecycle
+ *
+ *   iqdb_options o;
+ *   iqdb_options_init(&o, 128, IQDB_METRIC_COSINE);
+ *   iqdb *db;
+ *   if (iqdb_open(NULL, &o, &db) != IQDB_OK)           // NULL path: in memory
+ *       fprintf(stderr, "%s\n", iqdb_errmsg(NULL));
+ *   iqdb_upsert(db, 42, vec, NULL);
+ *   iqdb_hit hits[10]; size_t n;
+ *   iqdb_search(db, query, 10, NULL, hits, &n, NULL);
+ *   iqdb_close(db);
+ *
+ * Errors
+ *
+ *   Every fallible function returns an int status: IQDB_OK (0) or a code below. Output
+ *   parameters are written on every path (zero / NULL on failure). iqdb_errstr(rc) gives a static
+ *   description of a code; iqdb_errmsg(db) gives the detail of the most recent failure on the
+ *   calling thread (which key, which position in a filter, which dimension was expected).
+ *   IQDB_IOERR and IQDB_CORRUPT may come back as extended codes (primary | n << 8) that name the
+ *   failed operation; every other code is returned in primary form. IQDB_PRIMARY(rc) strips the
+ *   extension. A failed call leaves the database exactly as it was.
+ *
+ * Ownership
+ *
+ *   Inputs are copied: iqdb never keeps a pointer the caller passed in. Results are written into
+ *   arrays the caller provides with an explicit capacity; no pointer into the database escapes.
+ *   Objects returned behind an opaque pointer (iqdb, iqdb_meta, iqdb_filter) have exactly one
+ *   destructor, and every destructor accepts NULL.
+ *
+ * Threads
+ *
+ *   One handle may be shared by any number of threads. Each function ends its documentation
+ *   with one of:
+ *     Threads: shared     runs concurrently with every other shared call on the handle;
+ *     Threads: exclusive  waits for, then excludes, every other call on the handle (writers are
+ *                         not starved by a stream of readers);
+ *     Threads: none       must not race with any other call on the same object (iqdb_close;
+ *                         mutating a metadata or filter object).
+ *   Metadata and filter objects may be read by many threads at once (a filter may be used by
+ *   concurrent searches) but must not be modified while another thread reads them.
+ *
+ * Copyright (c) the iqdb developers. Licensed under Apache-2.0 OR MIT.
+ */
+#ifndef IQDB_H
+#define IQDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ============================================================================================ */
+/* Export macro and version                                                                     */
+/* ============================================================================================ */
+
+#if defined(IQDB_STATIC_DEFINE)
+#define IQDB_API
+#elif defined(_WIN32)
+#ifdef IQDB_BUILDING
+#define IQDB_API __declspec(dllexport)
+#else
+#define IQDB_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define IQDB_API __attribute__((visibility("default")))
+#else
+#define IQDB_API
+#endif
+
+#define IQDB_VERSION_MAJOR 0
+#define IQDB_VERSION_MINOR 1
+#define IQDB_VERSION_PATCH 0
+#define IQDB_VERSION_STRING "0.1.0"
+/** MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define IQDB_VERSION_NUMBER \
+    (IQDB_VERSION_MAJOR * 10000 + IQDB_VERSION_MINOR * 100 + IQDB_VERSION_PATCH)
+
+/**
+ * The version of the library actually linked, as "MAJOR.MINOR.PATCH". Compare with
+ * IQDB_VERSION_STRING to detect a header / library mismatch. Static string.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API const char *iqdb_version(void);
+/** The linked library's IQDB_VERSION_NUMBER. Threads: shared. Since: 0.1. */
+IQDB_API uint32_t iqdb_version_number(void);
+
+/** One open database. Opaque. */
+typedef struct iqdb iqdb;
+
+/* ============================================================================================ */
+/* Status codes                                                                                 */
+/* ============================================================================================ */
+
+/** Status codes. Append-only: a code is never renumbered. */
+enum iqdb_status {
+    IQDB_OK = 0,           /**< success */
+    IQDB_ERROR = 1,        /**< internal error (a bug: please report it) */
+    IQDB_MISUSE = 2,       /**< the API was used against its contract (NULL handle, closed
+                                handle, output pointer missing, struct_size unset) */
+    IQDB_INVALID = 3,      /**< an argument is out of range or malformed: NaN/Inf in a vector,
+                                bad option value, malformed filter text, too-deep filter, ... */
+    IQDB_DIM = 4,          /**< a vector's dimension disagrees with the database's */
+    IQDB_NOTFOUND = 5,     /**< the record or metadata key does not exist */
+    IQDB_NOMEM = 6,        /**< an allocation failed; nothing was changed */
+    IQDB_IOERR = 7,        /**< an operating-system I/O call failed (extended codes say which) */
+    IQDB_FULL = 8,         /**< a hard capacity limit was reached (2^32 - 2 rows, key space) */
+    IQDB_CORRUPT = 9,      /**< stored data failed a checksum or a structural check */
+    IQDB_FORMAT = 10,      /**< a file is not an iqdb file, or has a newer format version */
+    IQDB_MISMATCH = 11,    /**< the request disagrees with what is stored (dim, metric), or a
+                                metadata value has another type than the getter asked for */
+    IQDB_BUSY = 12,        /**< another process holds the database open for writing */
+    IQDB_READONLY = 13,    /**< a write on a read-only handle */
+    IQDB_FATAL = 14,       /**< an earlier fsync failed: the handle refuses writes until it is
+                                reopened (reads keep working) */
+    IQDB_UNSUPPORTED = 15, /**< the feature was not compiled in, or not available on this CPU /
+                                platform */
+    IQDB_INTERRUPTED = 16  /**< the call was cancelled */
+};
+
+/** The primary code of a possibly extended status. */
+#define IQDB_PRIMARY(rc) ((rc)&0xff)
+
+/**
+ * A static, never-NULL English description of a status code (primary or extended); unknown
+ * codes give "unknown status code".
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API const char *iqdb_errstr(int rc);
+
+/**
+ * The detail message of the most recent failed call made by the calling thread on `db` (pass
+ * NULL for calls that had no handle: iqdb_open, metadata and filter functions). If the thread's
+ * most recent failure concerned another handle, returns "". The string lives in thread-local
+ * storage and stays valid until the thread's next failing iqdb call. Never NULL.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API const char *iqdb_errmsg(const iqdb *db);
+
+/* ============================================================================================ */
+/* Basic types and enums                                                                        */
+/* ============================================================================================ */
+
+/** External record id. Every value, including 0 and UINT64_MAX, is a valid id. */
+typedef uint64_t iqdb_id;
+
+/**
+ * Distance metrics. For every metric a smaller distance means nearer.
+ *  L2       Euclidean distance sqrt(sum (a_i - b_i)^2).
+ *  COSINE   1 - a.b / (|a| |b|), in [0, 2]; 1.0 when either vector is all zeros.
+ *  DOT      -(a.b): larger inner products rank first; may be negative.
+ *  L1       sum |a_i - b_i| (Manhattan).
+ *  HAMMING  the number of components whose values differ (a_i != b_i; +0.0 equals -0.0); meant
+ *           for 0/1 vectors, reported as a float.
+ * A distance that overflows the float range is reported as +inf (never NaN).
+ */
+typedef enum iqdb_metric {
+    IQDB_METRIC_DEFAULT = 0, /**< L2 */
+    IQDB_METRIC_L2 = 1,
+    IQDB_METRIC_COSINE = 2,
+    IQDB_METRIC_DOT = 3,
+    IQDB_METRIC_L1 = 4,
+    IQDB_METRIC_HAMMING = 5
+} iqdb_metric;
+
+/** Index kinds. The index decides how a search finds candidates; the rows are the same. */
+typedef enum iqdb_index_kind {
+    IQDB_INDEX_DEFAULT = 0, /**< FLAT */
+    IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
+    IQDB_INDEX_HNSW = 2,    /**< graph index (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_IVF = 3      /**< inverted lists (not yet available: IQDB_UNSUPPORTED) */
+} iqdb_index_kind;
+
+/** SIMD levels for the distance kernels. */
+typedef enum iqdb_simd {
+    IQDB_SIMD_AUTO = 0,   /**< the best level this CPU supports */
+    IQDB_SIMD_SCALAR = 1, /**< portable C, the reference */
+    IQDB_SIMD_AVX2 = 2,   /**< x86-64 AVX2 + FMA */
+    IQDB_SIMD_AVX512 = 3, /**< x86-64 AVX-512F */
+    IQDB_SIMD_NEON = 4    /**< AArch64 NEON */
+} iqdb_simd;
+
+/**
+ * 1 if `level` was compiled in and this CPU can run it, else 0 (IQDB_SIMD_AUTO gives 1).
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_simd_available(iqdb_simd level);
+/** "auto", "scalar", "avx2", "avx512", "neon" or "unknown". Static. Threads: shared. */
+IQDB_API const char *iqdb_simd_name(iqdb_simd level);
+
+/* ============================================================================================ */
+/* Allocator hooks                                                                              */
+/* ============================================================================================ */
+
+/**
+ * A caller-supplied allocator. Every byte iqdb allocates for a handle (and for a metadata or
+ * filter object) goes through the allocator it was created with; nothing bypasses it.
+ * All three functions NULL means the C library's malloc / realloc / free.
+ *  alloc_fn(ud, size)                  returns memory aligned for any type, or NULL.
+ *  realloc_fn(ud, ptr, old_size, size) may be NULL: iqdb then uses alloc + copy + free.
+ *  free_fn(ud, ptr, size)              size is the size the block was allocated with; ptr is
+ *                                      never NULL.
+ * The hooks may be called from several threads at once (searches on a shared handle keep
+ * per-thread scratch) and must be thread-safe if the handle is shared.
+ */
+typedef struct iqdb_allocator {
+    void *(*alloc_fn)(void *ud, size_t size);
+    void *(*realloc_fn)(void *ud, void *ptr, size_t old_size, size_t size);
+    void (*free_fn)(void *ud, void *ptr, size_t size);
+    void *ud;
+} iqdb_allocator;
+
+/* ============================================================================================ */
+/* Options                                                                                      */
+/* ============================================================================================ */
+
+/** Limits. */
+#define IQDB_MAX_DIM 65536u            /**< largest vector dimension */
+#define IQDB_MAX_THREADS 256u          /**< largest worker-thread count */
+#define IQDB_MAX_KEY_LEN 255u          /**< longest metadata key, in bytes */
+#define IQDB_MAX_META_ENTRIES 1024u    /**< most keys in one record's metadata */
+#define IQDB_MAX_STRING_LEN (1u << 20) /**< longest metadata string value, in bytes */
+#define IQDB_MAX_FILTER_DEPTH 64u      /**< deepest nesting of AND / OR / NOT in a filter */
+#define IQDB_MAX_FILTER_IN 1024u       /**< most values in one IN list */
+
+/**
+ * Options for iqdb_open. Zero means "the default" for every field, so
+ *     iqdb_options o; iqdb_options_init(&o, dim, metric);
+ * is a complete configuration. `struct_size` lets the library and the caller disagree on the
+ * struct's size across versions: the library reads only the fields the caller's size covers and
+ * uses defaults for the rest; a larger struct than the library knows must have zero bytes past
+ * the library's end.
+ */
+typedef struct iqdb_options {
+    size_t struct_size;       /**< sizeof(iqdb_options), set by iqdb_options_init */
+    uint32_t dim;             /**< vector dimension, 1 .. IQDB_MAX_DIM (required) */
+    iqdb_metric metric;       /**< distance metric (default L2) */
+    iqdb_index_kind index;    /**< index kind (default FLAT) */
+    iqdb_simd simd;           /**< force a kernel level; AUTO also honours the IQDB_SIMD
+                                   environment variable ("scalar", "avx2", "avx512", "neon") */
+    uint32_t threads;         /**< worker threads for batch calls, 1 .. IQDB_MAX_THREADS;
+                                   0 = the number of online CPUs */
+    uint32_t flags;           /**< reserved; must be 0 */
+    iqdb_allocator allocator; /**< all zero = the C library */
+    /** HNSW parameters (used when index = IQDB_INDEX_HNSW). */
+    struct {
+        uint32_t m;               /**< links per node on upper layers (2m on layer 0), 2..128;
+                                       default 16 */
+        uint32_t ef_construction; /**< candidate list size while building, >= m; default 200 */
+        uint32_t ef_search;       /**< candidate list size while searching; default 64 */
+        uint32_t filter_widen;    /**< candidate list multiplier for filtered search; default 4 */
+        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed */
+    } hnsw;
+    /** IVF parameters (used when index = IQDB_INDEX_IVF). */
+    struct {
+        uint32_t n_lists;      /**< number of lists; 0 = chosen from the data size */
+        uint32_t n_probes;     /**< lists scanned per query; default 8 */
+        uint32_t train_sample; /**< most vectors sampled for training; default 65536 */
+        uint32_t reserved;     /**< must be 0 */
+    } ivf;
+} iqdb_options;
+
+/**
+ * Fills `o` with defaults for a database of dimension `dim` and metric `metric`. Inline, so
+ * struct_size is the size the caller was compiled with.
+ * Threads: none (on `o`). Since: 0.1.
+ */
+static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric metric) {
+    iqdb_options zero = {0};
+    *o = zero;
+    o->struct_size = sizeof *o;
+    o->dim = dim;
+    o->metric = metric;
+}
+
+/* ============================================================================================ */
+/* Open and close                                                                               */
+/* ============================================================================================ */
+
+/**
+ * Opens a database. `path` NULL opens an in-memory database that lives until iqdb_close.
+ * (Durable files arrive with the storage layer; a non-NULL path currently returns
+ * IQDB_UNSUPPORTED.)
+ *
+ * On success *out is the new handle. On failure *out is NULL and iqdb_errmsg(NULL) explains.
+ * Returns IQDB_OK; IQDB_MISUSE (opts or out NULL, opts->struct_size smaller than the fields up
+ * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd value,
+ * threads > IQDB_MAX_THREADS, an HNSW or IVF parameter out of range, flags != 0, an allocator
+ * with alloc set but free missing or the reverse); IQDB_UNSUPPORTED (a SIMD level this CPU
+ * cannot run was forced by option or by IQDB_SIMD; an index kind not yet available; a larger
+ * options struct with non-zero bytes this library does not know); IQDB_NOMEM.
+ * Threads: shared (each call makes a new handle). Since: 0.1.
+ */
+IQDB_API int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out);
+
+/**
+ * Closes the handle and frees everything it owns. NULL is a no-op returning IQDB_OK. After the
+ * call the handle must not be used.
+ * Threads: none — no other call on `db` may run during or after it. Since: 0.1.
+ */
+IQDB_API int iqdb_close(iqdb *db);
+
+/* ============================================================================================ */
+/* Metadata                                                                                     */
+/* ============================================================================================ */
+
+/** Metadata value types. */
+typedef enum iqdb_type {
+    IQDB_TYPE_NULL = 0,
+    IQDB_TYPE_BOOL = 1,
+    IQDB_TYPE_INT = 2,    /**< int64 */
+    IQDB_TYPE_DOUBLE = 3, /**< finite or infinite double; NaN is rejected */
+    IQDB_TYPE_STRING = 4  /**< bytes with a length; may contain any byte, including 0 */
+} iqdb_type;
+
+/**
+ * A metadata value. Strings are (ptr, len) pairs; iqdb copies them when it stores a value. A
+ * value read back from a metadata object points into that object and is valid until the object
+ * is modified or destroyed.
+ */
+typedef struct iqdb_value {
+    iqdb_type type;
+    union {
+        int b;     /**< BOOL: 0 or 1 */
+        int64_t i; /**< INT */
+        double d;  /**< DOUBLE */
+        struct {
+            const char *ptr;
+            size_t len;
+        } s; /**< STRING */
+    } u;
+} iqdb_value;
+
+/** Value constructors (inline; no allocation). */
+static inline iqdb_value iqdb_null(void) {
+    iqdb_value v = {IQDB_TYPE_NULL, {0}};
+    return v;
+}
+static inline iqdb_value iqdb_bool(int b) {
+    iqdb_value v = {IQDB_TYPE_BOOL, {0}};
+    v.u.b = b != 0;
+    return v;
+}
+static inline iqdb_value iqdb_int(int64_t i) {
+    iqdb_value v = {IQDB_TYPE_INT, {0}};
+    v.u.i = i;
+    return v;
+}
+static inline iqdb_value iqdb_double(double d) {
+    iqdb_value v = {IQDB_TYPE_DOUBLE, {0}};
+    v.u.d = d;
+    return v;
+}
+/** A string value of `len` bytes at `ptr`. */
+static inline iqdb_value iqdb_strn(const char *ptr, size_t len) {
+    iqdb_value v = {IQDB_TYPE_STRING, {0}};
+    v.u.s.ptr = ptr;
+    v.u.s.len = len;
+    return v;
+}
+/** A string value from a NUL-terminated C string (NULL gives the empty string). */
+static inline iqdb_value iqdb_str(const char *s) {
+    size_t n = 0;
+    if (s)
+        while (s[n]) n++;
+    return iqdb_strn(s ? s : "", n);
+}
+
+/**
+ * A record's metadata: a map from keys (NUL-terminated, 1 .. IQDB_MAX_KEY_LEN bytes) to values,
+ * at most IQDB_MAX_META_ENTRIES entries, kept sorted by key bytes. Opaque.
+ */
+typedef struct iqdb_meta iqdb_meta;
+
+/**
+ * Creates an empty metadata object. `alloc` NULL (or all-zero) means the C library allocator;
+ * the object keeps a copy of the allocator for its whole life.
+ * Returns IQDB_OK; IQDB_MISUSE (out NULL); IQDB_INVALID (allocator half set); IQDB_NOMEM.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_meta_create(const iqdb_allocator *alloc, iqdb_meta **out);
+
+/** Frees a metadata object; NULL is a no-op. Threads: none (on `m`). Since: 0.1. */
+IQDB_API void iqdb_meta_destroy(iqdb_meta *m);
+
+/**
+ * Sets `key` to a copy of `*v`, replacing any existing value for the key.
+ * Returns IQDB_OK; IQDB_MISUSE (m, key or v NULL); IQDB_INVALID (empty key or longer than
+ * IQDB_MAX_KEY_LEN; unknown type; NaN double; string longer than IQDB_MAX_STRING_LEN or with a
+ * NULL ptr and non-zero len; a new key when IQDB_MAX_META_ENTRIES are already set);
+ * IQDB_NOMEM. On failure `m` is unchanged.
+ * Threads: none (on `m`). Since: 0.1.
+ */
+IQDB_API int iqdb_meta_set(iqdb_meta *m, const char *key, iqdb_value v);
+/** Shorthands for iqdb_meta_set with the matching constructor. Same codes. */
+IQDB_API int iqdb_meta_set_null(iqdb_meta *m, const char *key);
+IQDB_API int iqdb_meta_set_bool(iqdb_meta *m, const char *key, int b);
+IQDB_API int iqdb_meta_set_int(iqdb_meta *m, const char *key, int64_t i);
+IQDB_API int iqdb_meta_set_double(iqdb_meta *m, const char *key, double d);
+IQDB_API int iqdb_meta_set_string(iqdb_meta *m, const char *key, const char *s);
+
+/**
+ * Removes `key`. *existed (may be NULL) says whether it was there. Returns IQDB_OK or
+ * IQDB_MISUSE. Threads: none (on `m`). Since: 0.1.
+ */
+IQDB_API int iqdb_meta_remove(iqdb_meta *m, const char *key, int *existed);
+
+/** Number of entries; 0 for NULL. Threads: shared. Since: 0.1. */
+IQDB_API size_t iqdb_meta_count(const iqdb_meta *m);
+
+/**
+ * The i-th entry in key order. *key points into `m` (valid until `m` changes).
+ * Returns IQDB_OK; IQDB_MISUSE (NULL argument); IQDB_NOTFOUND (i >= count).
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_meta_at(const iqdb_meta *m, size_t i, const char **key, iqdb_value *v);
+
+/**
+ * Looks up `key`. Returns IQDB_OK; IQDB_MISUSE (NULL argument); IQDB_NOTFOUND (absent key).
+ * On failure *v is a NULL-type value. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_meta_get(const iqdb_meta *m, const char *key, iqdb_value *v);
+
+/**
+ * Typed getters: as iqdb_meta_get, and IQDB_MISMATCH when the stored value has another type
+ * (iqdb_meta_get_double also accepts an INT value and converts it). For strings, *s points into
+ * `m` and *len (may be NULL) receives the length; the bytes are NUL-terminated for convenience.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_meta_get_bool(const iqdb_meta *m, const char *key, int *b);
+IQDB_API int iqdb_meta_get_int(const iqdb_meta *m, const char *key, int64_t *i);
+IQDB_API int iqdb_meta_get_double(const iqdb_meta *m, const char *key, double *d);
+IQDB_API int iqdb_meta_get_string(const iqdb_meta *m, const char *key, const char **s, size_t *len);
+
+/* ============================================================================================ */
+/* Filters                                                                                      */
+/* ============================================================================================ */
+
+/**
+ * A metadata filter: a tree of comparisons combined with AND / OR / NOT. Semantics (pinned by
+ * tests):
+ *  - Closed world: a comparison on a key the record does not have is false. So `ne` on an absent
+ *    key is false, while NOT(eq) on it is true. A record without metadata fails every comparison.
+ *  - Types: INT and DOUBLE compare numerically with each other (2 = 2.0, 3 < 3.5; exact, also
+ *    beyond 2^53). STRING compares by bytes (memcmp order, shorter prefix first). BOOL supports
+ *    eq / ne / in, and orders false < true. NULL equals only NULL, and lt/le/gt/ge on NULL is
+ *    false. A comparison between other type pairs is false (`ne` too: ne means "present, of a
+ *    comparable type, and different").
+ *  - IN(key, values): true when the key is present and equals one of the values.
+ *  - EXISTS(key): true when the key is present (with any value, null included).
+ *  - AND of zero children is true; OR of zero children is false.
+ *  - Nesting of AND / OR / NOT is at most IQDB_MAX_FILTER_DEPTH deep; an IN list holds at most
+ *    IQDB_MAX_FILTER_IN values. Larger filters are refused with IQDB_INVALID when they are built.
+ * A filter is immutable once built and may be used by any number of concurrent searches.
+ */
+typedef struct iqdb_filter iqdb_filter;
+
+/** Comparison operators. */
+typedef enum iqdb_op {
+    IQDB_OP_EQ = 1,
+    IQDB_OP_NE = 2,
+    IQDB_OP_LT = 3,
+    IQDB_OP_LE = 4,
+    IQDB_OP_GT = 5,
+    IQDB_OP_GE = 6
+} iqdb_op;
+
+/**
+ * A comparison leaf `key op value`. `alloc` NULL means the C library allocator; the filter keeps
+ * a copy of it, and combinators use their children's.
+ * Returns IQDB_OK; IQDB_MISUSE (key or out NULL); IQDB_INVALID (bad key, unknown op or type,
+ * NaN double, string too long); IQDB_NOMEM. *out is NULL on failure.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_filter_cmp(const iqdb_allocator *alloc, const char *key, iqdb_op op, iqdb_value v,
+                             iqdb_filter **out);
+/** Shorthands for iqdb_filter_cmp. Same codes. */
+IQDB_API int iqdb_filter_eq(const iqdb_allocator *alloc, const char *key, iqdb_value v,
+                            iqdb_filter **out);
+IQDB_API int iqdb_filter_ne(const iqdb_allocator *alloc, const char *key, iqdb_value v,
+                            iqdb_filter **out);
+IQDB_API int iqdb_filter_lt(const iqdb_allocator *alloc, const char *key, iqdb_value v,
+                            iqdb_filter **out);
+IQDB_API int iqdb_filter_le(const iqdb_allocator *alloc, const char *key, iqdb_value v,
+                            iqdb_filter **out);
+IQDB_API int iqdb_filter_gt(const iqdb_allocator *alloc, const char *key, iqdb_value v,
+                            iqdb_filter **out);
+IQDB_API int iqdb_filter_ge(const iqdb_allocator *alloc, const char *key, iqdb_value v,
+                            iqdb_filter **out);
+
+/**
+ * `key IN (values[0], ..., values[n-1])`; n may be 0 (always false).
+ * Returns as iqdb_filter_cmp, and IQDB_INVALID when n > IQDB_MAX_FILTER_IN or values is NULL
+ * with n > 0. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_filter_in(const iqdb_allocator *alloc, const char *key, const iqdb_value *values,
+                            size_t n, iqdb_filter **out);
+
+/** `EXISTS(key)`. Returns as iqdb_filter_cmp. Threads: shared. Since: 0.1. */
+IQDB_API int iqdb_filter_exists(const iqdb_allocator *alloc, const char *key, iqdb_filter **out);
+
+/**
+ * AND / OR of `n` children; NOT of one child. These always take ownership of the children they
+ * are given — on success they become part of the result, on failure they are destroyed — so
+ * calls nest without leaks. A NULL child (for example the result of a failed inner call) makes
+ * the call fail with IQDB_INVALID after destroying the other children.
+ * Returns IQDB_OK; IQDB_MISUSE (out NULL; children NULL with n > 0); IQDB_INVALID (NULL child;
+ * the result would nest deeper than IQDB_MAX_FILTER_DEPTH); IQDB_NOMEM.
+ * Threads: none (on the children). Since: 0.1.
+ */
+IQDB_API int iqdb_filter_and(const iqdb_allocator *alloc, iqdb_filter *const *children, size_t n,
+                             iqdb_filter **out);
+IQDB_API int iqdb_filter_or(const iqdb_allocator *alloc, iqdb_filter *const *children, size_t n,
+                            iqdb_filter **out);
+IQDB_API int iqdb_filter_not(iqdb_filter *child, iqdb_filter **out);
+
+/**
+ * Parses filter text. The grammar (keywords in any case):
+ *
+ *   expr    := term { OR term }
+ *   term    := factor { AND factor }
+ *   factor  := NOT factor | '(' expr ')' | TRUE | FALSE | EXISTS '(' key ')'
+ *            | key op literal | key [NOT] IN '(' [ literal { ',' literal } ] ')'
+ *   op      := '=' | '==' | '!=' | '<>' | '<' | '<=' | '>' | '>='
+ *   key     := [A-Za-z_][A-Za-z0-9_.-]*  |  '`' any bytes but '`' '`'
+ *   literal := 'string' | "string" | integer | number | TRUE | FALSE | NULL
+ *
+ * Strings use SQL-style escaping (a doubled quote stands for one). Integers that fit int64 are
+ * INT; numbers with a '.', an exponent, or out of int64 range are DOUBLE. `k NOT IN (...)` means
+ * NOT (k IN (...)). Example: `kind = 'doc' AND year >= 2020 AND tag IN ('a', 'b') AND NOT
+ * archived = true`.
+ *
+ * `len` is the text length in bytes (the text need not be NUL-terminated). On a syntax error
+ * returns IQDB_INVALID, sets *err_offset (may be NULL) to the byte offset where parsing failed,
+ * and iqdb_errmsg(NULL) says what was expected there. Also IQDB_MISUSE (text or out NULL),
+ * IQDB_NOMEM. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_filter_parse(const iqdb_allocator *alloc, const char *text, size_t len,
+                               iqdb_filter **out, size_t *err_offset);
+
+/**
+ * Evaluates `f` against a metadata object (NULL `m` is a record without metadata): *result is 1
+ * or 0. Useful for testing a filter outside a search. Returns IQDB_OK or IQDB_MISUSE.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_filter_matches(const iqdb_filter *f, const iqdb_meta *m, int *result);
+
+/** Frees a filter and its children; NULL is a no-op. Threads: none (on `f`). Since: 0.1. */
+IQDB_API void iqdb_filter_destroy(iqdb_filter *f);
+
+/* ============================================================================================ */
+/* Records                                                                                      */
+/* ============================================================================================ */
+
+/**
+ * Inserts the record `id`, or replaces it if it exists: the vector and the metadata are both
+ * replaced (a NULL or empty `meta` leaves the record without metadata). The vector (dim floats)
+ * and the metadata are copied. A replaced record counts as inserted now for tie-breaking.
+ * Returns IQDB_OK; IQDB_MISUSE (db or vec NULL, closed handle); IQDB_INVALID (a NaN or
+ * infinite component); IQDB_FULL (the row limit); IQDB_NOMEM. On failure nothing changed.
+ * The dimension is implied by the handle: `vec` must point to dim floats.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta *meta);
+
+/**
+ * Upserts `n` records at once, all or nothing: either every record is applied, in order (a
+ * later duplicate id replaces an earlier one), or none is and the database is unchanged.
+ * `vecs` holds n * dim floats, row after row. `metas` may be NULL (no metadata for any record),
+ * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK.
+ * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
+                               const iqdb_meta *const *metas);
+
+/**
+ * Reads the record `id`. `vec_out` (may be NULL) receives dim floats. `meta_out` (may be NULL)
+ * receives a new metadata object owned by the caller (free it with iqdb_meta_destroy; it uses
+ * the handle's allocator), or NULL when the record has no metadata.
+ * Returns IQDB_OK; IQDB_NOTFOUND; IQDB_MISUSE; IQDB_NOMEM. On failure *meta_out is NULL.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_get(iqdb *db, iqdb_id id, float *vec_out, iqdb_meta **meta_out);
+
+/**
+ * Deletes the record `id`. *existed (may be NULL) is 1 if it was there, 0 if not; deleting an
+ * absent id is not an error. Returns IQDB_OK or IQDB_MISUSE.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_delete(iqdb *db, iqdb_id id, int *existed);
+
+/** Number of records. Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1. */
+IQDB_API int iqdb_count(iqdb *db, uint64_t *n);
+
+/* ============================================================================================ */
+/* Search                                                                                       */
+/* ============================================================================================ */
+
+/** One search result. */
+typedef struct iqdb_hit {
+    iqdb_id id;
+    float distance;    /**< in the database's metric; see iqdb_metric */
+    uint32_t reserved; /**< 0 in this version (keeps the struct free of padding) */
+} iqdb_hit;
+
+/** Per-query parameters. Zero means default for every field. */
+typedef struct iqdb_search_params {
+    size_t struct_size;        /**< sizeof(iqdb_search_params), set by the init function */
+    const iqdb_filter *filter; /**< only records matching it are returned; NULL = all */
+    int exact;                 /**< non-zero: bypass the index and scan every row (exact
+                                    ground truth); the flat index is always exact */
+    uint32_t ef;               /**< HNSW candidate list size for this query; 0 = the index's */
+    uint32_t n_probes;         /**< IVF lists to scan for this query; 0 = the index's */
+} iqdb_search_params;
+
+/** Defaults (no filter, index search). Inline. Threads: none (on `p`). Since: 0.1. */
+static inline void iqdb_search_params_init(iqdb_search_params *p) {
+    iqdb_search_params zero = {0};
+    *p = zero;
+    p->struct_size = sizeof *p;
+}
+
+/** How a search found its candidates. */
+typedef enum iqdb_strategy {
+    IQDB_STRATEGY_NONE = 0,         /**< nothing to search: k = 0 or no rows */
+    IQDB_STRATEGY_SCAN = 1,         /**< exact scan over every row */
+    IQDB_STRATEGY_SCAN_FILTERED = 2 /**< exact scan over the rows matching the filter */
+} iqdb_strategy;
+
+/**
+ * What a search did. The caller sets struct_size and the library fills the fields that size
+ * covers:  iqdb_search_info info = {.struct_size = sizeof info};
+ */
+typedef struct iqdb_search_info {
+    size_t struct_size;
+    int complete; /**< 1 when the result holds min(k, number of matching records)
+                       hits: nothing that should be there is missing */
+    iqdb_strategy strategy;
+    uint64_t n_distances; /**< distance computations */
+    uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
+    uint64_t n_matched;   /**< examined rows that passed the filter */
+} iqdb_search_info;
+
+/**
+ * Finds the k records nearest to `query` (dim floats), sorted by distance, ties to the record
+ * inserted (or last replaced) first. Writes min(k, matching records) hits into `hits` (room for
+ * k hits) and their number into *n_hits. k = 0 or an empty database gives 0 hits and IQDB_OK.
+ * k larger than the database gives every matching record; no k-sized memory is allocated, so
+ * k = SIZE_MAX with an array large enough for the database is fine. A filtered search returns
+ * min(k, matching) hits. `p` and `info` may be NULL.
+ * Returns IQDB_OK; IQDB_MISUSE (db, query, n_hits NULL; hits NULL with k > 0; p or info with
+ * struct_size 0); IQDB_INVALID (NaN / infinite query component); IQDB_NOMEM (only when the
+ * first searches grow the scratch memory; steady-state searches do not allocate).
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params *p,
+                         iqdb_hit *hits, size_t *n_hits, iqdb_search_info *info);
+
+/**
+ * Runs `n` searches at once, spread over the worker threads: query i is `qs + i * dim`, its hits
+ * go to `hits + i * k` and their number to n_hits[i]. The results equal n calls of iqdb_search
+ * on the same database state (a batch sees one consistent state). n = 0 is a no-op.
+ * Returns as iqdb_search; IQDB_INVALID also when n * k overflows or a query is invalid (the
+ * message names which); on failure every n_hits[i] is 0.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
+                               const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits);
+
+/* ============================================================================================ */
+/* Stats and checks                                                                             */
+/* ============================================================================================ */
+
+/**
+ * Database statistics. The caller sets struct_size and the library fills the fields that size
+ * covers:  iqdb_stats s = {.struct_size = sizeof s};
+ * Memory figures are bytes currently allocated through the handle's allocator, by component.
+ */
+typedef struct iqdb_stats {
+    size_t struct_size;
+    uint64_t count; /**< records */
+    uint32_t dim;
+    iqdb_metric metric;
+    iqdb_index_kind index;
+    iqdb_simd simd;       /**< kernel level in use */
+    uint32_t threads;     /**< worker threads for batch calls */
+    uint64_t slots;       /**< row slots allocated (records + free slots) */
+    uint64_t meta_keys;   /**< distinct metadata keys seen */
+    uint64_t mem_total;   /**< everything allocated through the handle's allocator */
+    uint64_t mem_vectors; /**< the vector arena */
+    uint64_t mem_rows;    /**< ids, sequence numbers, norms, the id map */
+    uint64_t mem_meta;    /**< metadata records and the key dictionary */
+    uint64_t mem_index;   /**< the index structures */
+    uint64_t mem_scratch; /**< search scratch and worker state */
+} iqdb_stats;
+
+/**
+ * Fills `*s`. Returns IQDB_OK; IQDB_MISUSE (NULL, struct_size 0). Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
+
+/**
+ * Verifies the handle's internal invariants: the id map and the row slots agree, every stored
+ * vector is finite, every metadata record decodes, the index passes its own check.
+ * Returns IQDB_OK or IQDB_CORRUPT (iqdb_errmsg says what failed); IQDB_MISUSE.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_check(iqdb *db);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IQDB_H */

@@ -1,0 +1,65 @@
+/*
+ * dist_scalar.c — the portable reference kernels: 8 virtual lanes held in a struct, so the
+ * arithmetic is fixed by the C source (this file is compiled with -ffp-contract=off) and the
+ * compiler is still free to map the independent lanes onto whatever vector unit the baseline
+ * target has.
+ */
+#include "dist/dist.h"
+#include "internal.h"
+
+#define W 8
+typedef struct {
+    float v[W];
+} V;
+
+static inline V V_ZERO(void) {
+    V r;
+    for (int l = 0; l < W; l++) r.v[l] = 0.0f;
+    return r;
+}
+static inline V V_LOAD(const float *p) {
+    V r;
+    for (int l = 0; l < W; l++) r.v[l] = p[l];
+    return r;
+}
+static inline V V_LOADT(const float *p, size_t n) {
+    V r = V_ZERO();
+    for (size_t l = 0; l < n; l++) r.v[l] = p[l];
+    return r;
+}
+static inline V V_ADD(V a, V b) {
+    for (int l = 0; l < W; l++) a.v[l] += b.v[l];
+    return a;
+}
+static inline float V_HSUM(V a) {
+    return ((a.v[0] + a.v[1]) + (a.v[2] + a.v[3])) + ((a.v[4] + a.v[5]) + (a.v[6] + a.v[7]));
+}
+static inline V STEP_L2SQ(V acc, V q, V x) {
+    for (int l = 0; l < W; l++) {
+        float t = q.v[l] - x.v[l];
+        acc.v[l] += t * t;
+    }
+    return acc;
+}
+static inline V STEP_DOT(V acc, V q, V x) {
+    for (int l = 0; l < W; l++) acc.v[l] += q.v[l] * x.v[l];
+    return acc;
+}
+static inline V STEP_L1(V acc, V q, V x) {
+    for (int l = 0; l < W; l++) {
+        float t = q.v[l] - x.v[l];
+        acc.v[l] += t < 0 ? -t : t;
+    }
+    return acc;
+}
+static inline V STEP_HAM(V acc, V q, V x) {
+    for (int l = 0; l < W; l++) acc.v[l] += q.v[l] != x.v[l] ? 1.0f : 0.0f;
+    return acc;
+}
+
+#define QB 2
+#define RB 2
+#define ISA scalar
+#include "dist/dist_impl.h"
+
+IQDB_KERNEL_TABLE(IQDB_SIMD_SCALAR, iqdb__kernels_scalar)

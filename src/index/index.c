@@ -1,0 +1,110 @@
+/*
+ * index.c — the dispatcher (see index.h). Every switch is over the closed kind enum with no
+ * default case; -Wswitch-enum turns a missing kind into a build error.
+ */
+#include "index/index.h"
+
+#include "index/flat.h"
+
+struct iqdb__index {
+    iqdb__index_kind kind;
+    iqdb__mem *mem;
+};
+
+int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out) {
+    *out = NULL;
+    iqdb__index *ix = iqdb__calloc(env->mem, 1, sizeof *ix);
+    if (!ix) return IQDB_NOMEM;
+    ix->kind = kind;
+    ix->mem = env->mem;
+    switch (kind) {
+    case IQDB__INDEX_FLAT: break; /* no structure of its own */
+    }
+    *out = ix;
+    return IQDB_OK;
+}
+
+void iqdb__index_destroy(iqdb__index *ix) {
+    if (!ix) return;
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: break;
+    }
+    iqdb__free(ix->mem, ix, sizeof *ix);
+}
+
+iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix) { return ix->kind; }
+
+int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
+    (void)env;
+    (void)slot;
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK; /* the scan sees the row as soon as it is live */
+    }
+    return IQDB_ERROR;
+}
+
+void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
+    (void)env;
+    (void)slot;
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return;
+    }
+}
+
+int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query *q,
+                       iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return iqdb__flat_search(env, q, s, top, info);
+    }
+    return IQDB_ERROR;
+}
+
+int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__batch *b) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return iqdb__flat_search_batch(env, b);
+    }
+    return IQDB_ERROR;
+}
+
+int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sink *sink) {
+    (void)env;
+    (void)sink;
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing beyond the rows */
+    }
+    return IQDB_ERROR;
+}
+
+int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
+    (void)env;
+    (void)src;
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK;
+    }
+    return IQDB_ERROR;
+}
+
+size_t iqdb__index_mem(const iqdb__index *ix) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return sizeof *ix;
+    }
+    return 0;
+}
+
+int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env) {
+    (void)env;
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK; /* iqdb_check verifies the rows themselves */
+    }
+    return IQDB_ERROR;
+}
+
+void iqdb__hits_from_top(const iqdb__store *st, iqdb__topk *top, iqdb_hit *hits, size_t *n) {
+    iqdb__topk_sort(top);
+    for (size_t i = 0; i < top->n; i++) {
+        hits[i].id = st->ids[top->h[i].slot];
+        hits[i].distance = top->h[i].d;
+        hits[i].reserved = 0;
+    }
+    *n = top->n;
+}

@@ -1,0 +1,103 @@
+/*
+ * index.h — the index dispatcher: a closed set of index kinds, each implementing the same verbs
+ *
+ *   create destroy insert remove search search_batch serialize load stats check
+ *
+ * index.c switches over the kind with no default case, and the build uses -Wswitch-enum, so a
+ * new kind does not compile until every verb handles it.
+ *
+ * Indexes never own rows: the row store (store.h) is the truth, and an index keeps only the
+ * structures that find candidate slots quickly. Modules are single-threaded; the caller (iqdb.c)
+ * holds the handle's lock: shared for search, exclusive for everything else. remove never
+ * fails, so a writer can always roll back or commit after the fallible steps.
+ */
+#ifndef IQDB_INDEX_H
+#define IQDB_INDEX_H
+
+#include "dist/dist.h"
+#include "index/scratch.h"
+#include "index/topk.h"
+#include "internal.h"
+#include "meta/filter.h"
+#include "pool.h"
+#include "store/store.h"
+
+typedef enum iqdb__index_kind { IQDB__INDEX_FLAT = 0 } iqdb__index_kind;
+
+/* What every index verb may read: the rows, the kernels, the metric. */
+typedef struct iqdb__env {
+    const iqdb__store *store;
+    const iqdb__kernels *kern;
+    iqdb_metric metric;
+    int op; /* kernel op of the metric */
+    iqdb__mem *mem;
+    iqdb__scratch_pool *scratch;
+    iqdb__pool *pool;
+} iqdb__env;
+
+/* One query, already validated. */
+typedef struct iqdb__query {
+    const float *vec;
+    float qnorm;                 /* |q| (cosine) */
+    size_t k;                    /* min(k, rows): never more than the rows that exist */
+    const iqdb__cfilter *filter; /* compiled, or NULL */
+    const iqdb_filter *filter_src;
+    uint32_t ef, n_probes;
+    int exact;
+} iqdb__query;
+
+typedef struct iqdb__sinfo {
+    int complete;
+    iqdb_strategy strategy;
+    uint64_t n_distances, n_visited, n_matched;
+} iqdb__sinfo;
+
+/* Byte sink and source for serialize / load (the persistence layer supplies them). */
+typedef struct iqdb__sink {
+    int (*write)(void *ctx, const void *p, size_t n);
+    void *ctx;
+} iqdb__sink;
+typedef struct iqdb__source {
+    int (*read)(void *ctx, void *p, size_t n);
+    void *ctx;
+} iqdb__source;
+
+typedef struct iqdb__index iqdb__index;
+
+int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out);
+void iqdb__index_destroy(iqdb__index *ix);
+iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix);
+/* The slot's row is in the store; make it findable. IQDB_OK or IQDB_NOMEM (nothing changed). */
+int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
+/* Forget the slot (its row is still in the store during the call). Never fails. */
+void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
+/* The best q->k candidates into `top` (initialised by the caller with capacity q->k). */
+int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query *q,
+                       iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info);
+
+/* A batch: queries qs[i] (all with the same k, filter and parameters as `proto`). Results for
+ * query i go to hits + i * out_stride, their count to n_hits[i]. */
+typedef struct iqdb__batch {
+    const float *qs;
+    size_t nq;
+    size_t dim;
+    iqdb__query proto;   /* vec and qnorm unused */
+    const float *qnorms; /* per query |q| (cosine), or NULL */
+    iqdb_hit *hits;
+    size_t out_stride;
+    size_t *n_hits;
+} iqdb__batch;
+
+int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__batch *b);
+
+int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sink *sink);
+int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src);
+/* Bytes the index structures use. */
+size_t iqdb__index_mem(const iqdb__index *ix);
+/* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set). */
+int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env);
+
+/* Writes the sorted candidates of `top` as hits. */
+void iqdb__hits_from_top(const iqdb__store *st, iqdb__topk *top, iqdb_hit *hits, size_t *n);
+
+#endif

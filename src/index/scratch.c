@@ -1,0 +1,73 @@
+/*
+ * scratch.c — see scratch.h.
+ */
+#include "index/scratch.h"
+
+int iqdb__scratch_pool_init(iqdb__scratch_pool *p, iqdb__mem *mem) {
+    p->mem = mem;
+    p->idle = NULL;
+    return iqdb__mutex_init(&p->m) ? IQDB_NOMEM : IQDB_OK;
+}
+
+static void scratch_free(iqdb__mem *mem, iqdb__scratch *s) {
+    iqdb__free(mem, s->cand, s->cand_cap * sizeof *s->cand);
+    iqdb__free(mem, s->dbuf, s->dbuf_cap * sizeof *s->dbuf);
+    iqdb__free(mem, s->ptrs, s->ptrs_cap * sizeof *s->ptrs);
+    iqdb__free(mem, s->slots, s->slots_cap * sizeof *s->slots);
+    iqdb__free(mem, s->qptrs, s->qptrs_cap * sizeof *s->qptrs);
+    iqdb__cfilter_free(&s->cf, mem);
+    iqdb__free(mem, s, sizeof *s);
+}
+
+void iqdb__scratch_pool_destroy(iqdb__scratch_pool *p) {
+    while (p->idle) {
+        iqdb__scratch *s = p->idle;
+        p->idle = s->next;
+        scratch_free(p->mem, s);
+    }
+    iqdb__mutex_destroy(&p->m);
+}
+
+iqdb__scratch *iqdb__scratch_get(iqdb__scratch_pool *p) {
+    iqdb__mutex_lock(&p->m);
+    iqdb__scratch *s = p->idle;
+    if (s) p->idle = s->next;
+    iqdb__mutex_unlock(&p->m);
+    if (!s) s = iqdb__calloc(p->mem, 1, sizeof *s);
+    return s;
+}
+
+void iqdb__scratch_put(iqdb__scratch_pool *p, iqdb__scratch *s) {
+    if (!s) return;
+    iqdb__mutex_lock(&p->m);
+    s->next = p->idle;
+    p->idle = s;
+    iqdb__mutex_unlock(&p->m);
+}
+
+int iqdb__scratch_cand(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
+    void *v = s->cand;
+    int rc = iqdb__grow(mem, &v, &s->cand_cap, n ? n : 1, sizeof *s->cand);
+    s->cand = v;
+    return rc;
+}
+
+int iqdb__scratch_rows(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
+    void *v = s->dbuf;
+    IQDB_TRY(iqdb__grow(mem, &v, &s->dbuf_cap, n, sizeof *s->dbuf));
+    s->dbuf = v;
+    v = (void *)s->ptrs;
+    IQDB_TRY(iqdb__grow(mem, &v, &s->ptrs_cap, n, sizeof *s->ptrs));
+    s->ptrs = v;
+    v = s->slots;
+    IQDB_TRY(iqdb__grow(mem, &v, &s->slots_cap, n, sizeof *s->slots));
+    s->slots = v;
+    return IQDB_OK;
+}
+
+int iqdb__scratch_qptrs(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
+    void *v = (void *)s->qptrs;
+    int rc = iqdb__grow(mem, &v, &s->qptrs_cap, n, sizeof *s->qptrs);
+    s->qptrs = v;
+    return rc;
+}

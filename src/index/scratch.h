@@ -1,0 +1,49 @@
+/*
+ * scratch.h — per-search working memory, pooled per handle.
+ *
+ * A search takes a scratch from the handle's pool, grows what it needs, and gives it back. The
+ * pool keeps as many scratches as searches ever ran at once, each as large as the largest
+ * search it served, so steady-state searches allocate nothing. All growth goes through the
+ * handle's allocator.
+ */
+#ifndef IQDB_SCRATCH_H
+#define IQDB_SCRATCH_H
+
+#include "index/topk.h"
+#include "internal.h"
+#include "meta/filter.h"
+#include "os/thread.h"
+
+typedef struct iqdb__scratch {
+    struct iqdb__scratch *next;
+    iqdb__cand *cand;
+    size_t cand_cap;
+    float *dbuf;
+    size_t dbuf_cap;
+    const float **ptrs;
+    size_t ptrs_cap;
+    uint32_t *slots;
+    size_t slots_cap;
+    const float **qptrs;
+    size_t qptrs_cap;
+    iqdb__cfilter cf;
+} iqdb__scratch;
+
+typedef struct iqdb__scratch_pool {
+    iqdb__mem *mem;
+    iqdb__mutex m;
+    iqdb__scratch *idle;
+} iqdb__scratch_pool;
+
+int iqdb__scratch_pool_init(iqdb__scratch_pool *p, iqdb__mem *mem);
+void iqdb__scratch_pool_destroy(iqdb__scratch_pool *p);
+/* A scratch (new when the pool is empty); NULL on allocation failure. */
+iqdb__scratch *iqdb__scratch_get(iqdb__scratch_pool *p);
+void iqdb__scratch_put(iqdb__scratch_pool *p, iqdb__scratch *s);
+
+/* Grow helpers: IQDB_OK or IQDB_NOMEM. */
+int iqdb__scratch_cand(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_rows(iqdb__scratch *s, iqdb__mem *mem, size_t n); /* dbuf, ptrs, slots */
+int iqdb__scratch_qptrs(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+
+#endif

@@ -1,0 +1,608 @@
+/*
+ * iqdb.c — the API layer: argument checks, handle state, the reader–writer lock, error capture;
+ * then the modules (store, meta, index) do the work, single-threaded, under the lock taken here.
+ *
+ * The write protocol (upsert, upsert_batch) is what makes every write all or nothing:
+ *   1. everything that can fail without touching the database runs first: argument checks,
+ *      norms, metadata encoding, capacity reservation in the store and the id map;
+ *   2. phase A adds each new version in a fresh slot and inserts it into the index; a failure
+ *      here removes the new slots again (index remove never fails);
+ *   3. phase B, which cannot fail, points each id at its new slot and drops the old version.
+ * Searches hold the lock shared, so they never see a half-applied write.
+ */
+#include <stddef.h>
+
+#include "dist/dist.h"
+#include "index/index.h"
+#include "index/metric.h"
+#include "index/scratch.h"
+#include "internal.h"
+#include "meta/filter.h"
+#include "meta/meta.h"
+#include "os/thread.h"
+#include "pool.h"
+#include "store/store.h"
+
+#define IQDB_MAGIC 0x69716462u /* "iqdb" */
+
+struct iqdb {
+    uint32_t magic;
+    iqdb__mem mem;
+    iqdb_options opts; /* normalised */
+    uint32_t dim;
+    iqdb_metric metric;
+    const iqdb__kernels *kern;
+    unsigned threads;
+    iqdb__rwlock lock;
+    iqdb__store store;
+    iqdb__keydict keys;
+    iqdb__scratch_pool scratch;
+    iqdb__pool *pool;
+    iqdb__index *index;
+    iqdb__env env;
+};
+
+const char *iqdb_version(void) { return IQDB_VERSION_STRING; }
+uint32_t iqdb_version_number(void) { return IQDB_VERSION_NUMBER; }
+
+#define CHECK_DB(db)                                                                        \
+    do {                                                                                    \
+        if (!(db) || (db)->magic != IQDB_MAGIC)                                             \
+            return iqdb__fail(NULL, IQDB_MISUSE, "%s: invalid or closed handle", __func__); \
+    } while (0)
+
+/* ============================================================================================ */
+/* Options                                                                                      */
+/* ============================================================================================ */
+
+/* Reads a caller struct of `size` bytes into a zeroed library struct of `ours` bytes: fields past
+ * the caller's size keep their defaults, and caller bytes past ours must be zero. */
+static int read_versioned(const void *in, size_t size, void *out, size_t ours, size_t min_size,
+                          const char *what) {
+    if (size < min_size)
+        return iqdb__fail(NULL, IQDB_MISUSE, "%s: struct_size %zu is too small (init it first)",
+                          what, size);
+    memset(out, 0, ours);
+    memcpy(out, in, size < ours ? size : ours);
+    for (size_t i = ours; i < size; i++)
+        if (((const unsigned char *)in)[i])
+            return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                              "%s: the caller's struct has fields this library (%s) does not know",
+                              what, IQDB_VERSION_STRING);
+    return IQDB_OK;
+}
+
+static int parse_simd_env(iqdb_simd *out) {
+    const char *e = getenv("IQDB_SIMD");
+    *out = IQDB_SIMD_AUTO;
+    if (!e || !*e || strcmp(e, "auto") == 0) return IQDB_OK;
+    static const iqdb_simd all[] = {IQDB_SIMD_SCALAR, IQDB_SIMD_AVX2, IQDB_SIMD_AVX512,
+                                    IQDB_SIMD_NEON};
+    for (size_t i = 0; i < IQDB_ARRAY_LEN(all); i++)
+        if (strcmp(e, iqdb_simd_name(all[i])) == 0) {
+            *out = all[i];
+            return IQDB_OK;
+        }
+    return iqdb__fail(NULL, IQDB_INVALID,
+                      "IQDB_SIMD=%s is not one of auto, scalar, avx2, avx512, neon", e);
+}
+
+static int validate_options(iqdb_options *o) {
+    if (o->dim == 0 || o->dim > IQDB_MAX_DIM)
+        return iqdb__fail(NULL, IQDB_INVALID, "dim %u is outside 1..%u", o->dim, IQDB_MAX_DIM);
+    if ((unsigned)o->metric > IQDB_METRIC_HAMMING)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown metric %d", (int)o->metric);
+    if (o->metric == IQDB_METRIC_DEFAULT) o->metric = IQDB_METRIC_L2;
+    if ((unsigned)o->index > IQDB_INDEX_IVF)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown index kind %d", (int)o->index);
+    if (o->index == IQDB_INDEX_DEFAULT) o->index = IQDB_INDEX_FLAT;
+    if ((unsigned)o->simd > IQDB_SIMD_NEON)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown simd level %d", (int)o->simd);
+    if (o->threads > IQDB_MAX_THREADS)
+        return iqdb__fail(NULL, IQDB_INVALID, "threads %u exceeds %u", o->threads,
+                          IQDB_MAX_THREADS);
+    if (o->flags) return iqdb__fail(NULL, IQDB_INVALID, "flags must be 0");
+    IQDB_TRY(iqdb__mem_check(&o->allocator));
+    /* HNSW parameters (validated whatever the index, so a typo never hides) */
+    if (o->hnsw.m && (o->hnsw.m < 2 || o->hnsw.m > 128))
+        return iqdb__fail(NULL, IQDB_INVALID, "hnsw.m %u is outside 2..128", o->hnsw.m);
+    uint32_t m = o->hnsw.m ? o->hnsw.m : 16;
+    if (o->hnsw.ef_construction &&
+        (o->hnsw.ef_construction < m || o->hnsw.ef_construction > 100000))
+        return iqdb__fail(NULL, IQDB_INVALID, "hnsw.ef_construction %u is outside m..100000",
+                          o->hnsw.ef_construction);
+    if (o->hnsw.ef_search > 100000)
+        return iqdb__fail(NULL, IQDB_INVALID, "hnsw.ef_search %u exceeds 100000",
+                          o->hnsw.ef_search);
+    if (o->hnsw.filter_widen > 1024)
+        return iqdb__fail(NULL, IQDB_INVALID, "hnsw.filter_widen %u exceeds 1024",
+                          o->hnsw.filter_widen);
+    if (o->ivf.n_lists > (1u << 20))
+        return iqdb__fail(NULL, IQDB_INVALID, "ivf.n_lists %u exceeds %u", o->ivf.n_lists,
+                          1u << 20);
+    if (o->ivf.n_lists && o->ivf.n_probes > o->ivf.n_lists)
+        return iqdb__fail(NULL, IQDB_INVALID, "ivf.n_probes %u exceeds ivf.n_lists %u",
+                          o->ivf.n_probes, o->ivf.n_lists);
+    if (o->ivf.n_probes > (1u << 20))
+        return iqdb__fail(NULL, IQDB_INVALID, "ivf.n_probes %u exceeds %u", o->ivf.n_probes,
+                          1u << 20);
+    if (o->ivf.reserved) return iqdb__fail(NULL, IQDB_INVALID, "ivf.reserved must be 0");
+    if (o->index == IQDB_INDEX_HNSW || o->index == IQDB_INDEX_IVF)
+        return iqdb__fail(NULL, IQDB_UNSUPPORTED, "the %s index is not available in this version",
+                          o->index == IQDB_INDEX_HNSW ? "HNSW" : "IVF");
+    return IQDB_OK;
+}
+
+static int choose_kernels(const iqdb_options *o, const iqdb__kernels **out) {
+    iqdb_simd level = o->simd;
+    if (level == IQDB_SIMD_AUTO) IQDB_TRY(parse_simd_env(&level));
+    const iqdb__kernels *k = iqdb__kernels_get(level);
+    if (!k)
+        return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                          "SIMD level %s is not available on this CPU/build",
+                          iqdb_simd_name(level));
+    *out = k;
+    return IQDB_OK;
+}
+
+/* ============================================================================================ */
+/* Open and close                                                                               */
+/* ============================================================================================ */
+
+static void teardown(iqdb *db) {
+    iqdb__index_destroy(db->index);
+    iqdb__pool_destroy(db->pool);
+    iqdb__scratch_pool_destroy(&db->scratch);
+    iqdb__keydict_destroy(&db->keys);
+    iqdb__store_destroy(&db->store);
+    iqdb__rwlock_destroy(&db->lock);
+}
+
+int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
+    if (out) *out = NULL;
+    if (!opts || !out) return iqdb__fail(NULL, IQDB_MISUSE, "iqdb_open: opts and out are required");
+    iqdb_options o;
+    IQDB_TRY(read_versioned(opts, opts->struct_size, &o, sizeof o,
+                            offsetof(iqdb_options, metric) + sizeof o.metric, "iqdb_options"));
+    o.struct_size = sizeof o;
+    IQDB_TRY(validate_options(&o));
+    const iqdb__kernels *kern = NULL;
+    IQDB_TRY(choose_kernels(&o, &kern));
+    if (path)
+        return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                          "durable files are not available in this version; open with path NULL");
+
+    iqdb__mem boot;
+    iqdb__mem_init(&boot, &o.allocator);
+    iqdb *db = iqdb__calloc(&boot, 1, sizeof *db);
+    if (!db) return iqdb__nomem(NULL);
+    iqdb__mem_init(&db->mem, &boot.a);
+    atomic_store(&db->mem.live, sizeof *db);
+    db->opts = o;
+    db->dim = o.dim;
+    db->metric = o.metric;
+    db->kern = kern;
+    db->threads = o.threads ? o.threads : iqdb__cpu_count();
+    if (db->threads > IQDB_MAX_THREADS) db->threads = IQDB_MAX_THREADS;
+    if (iqdb__rwlock_init(&db->lock)) {
+        iqdb__free(&boot, db, sizeof *db);
+        return iqdb__nomem(NULL);
+    }
+    iqdb__store_init(&db->store, &db->mem, db->dim);
+    iqdb__keydict_init(&db->keys, &db->mem);
+    int rc = iqdb__scratch_pool_init(&db->scratch, &db->mem);
+    if (rc) {
+        iqdb__store_destroy(&db->store);
+        iqdb__rwlock_destroy(&db->lock);
+        iqdb__free(&boot, db, sizeof *db);
+        return iqdb__nomem(NULL);
+    }
+    db->env.store = &db->store;
+    db->env.kern = kern;
+    db->env.metric = db->metric;
+    db->env.op = iqdb__metric_op(db->metric);
+    db->env.mem = &db->mem;
+    db->env.scratch = &db->scratch;
+    rc = iqdb__pool_create(&db->mem, db->threads - 1, &db->pool);
+    if (rc == IQDB_OK) {
+        db->env.pool = db->pool;
+        rc = iqdb__index_create(IQDB__INDEX_FLAT, &db->env, &db->index);
+    }
+    if (rc) {
+        teardown(db);
+        iqdb__free(&boot, db, sizeof *db);
+        return rc == IQDB_NOMEM ? iqdb__nomem(NULL) : rc;
+    }
+    db->magic = IQDB_MAGIC;
+    *out = db;
+    return IQDB_OK;
+}
+
+int iqdb_close(iqdb *db) {
+    if (!db) return IQDB_OK;
+    CHECK_DB(db);
+    db->magic = 0;
+    teardown(db);
+    iqdb__mem boot;
+    iqdb__mem_init(&boot, &db->mem.a);
+    iqdb__free(&boot, db, sizeof *db);
+    return IQDB_OK;
+}
+
+/* ============================================================================================ */
+/* Writes                                                                                       */
+/* ============================================================================================ */
+
+static int check_vector(const iqdb *db, const float *v, const char *what, size_t index) {
+    if (iqdb__all_finite(v, db->dim)) return IQDB_OK;
+    size_t bad = 0;
+    while (bad < db->dim && iqdb__all_finite(v + bad, 1)) bad++;
+    if (index == SIZE_MAX)
+        return iqdb__fail(db, IQDB_INVALID, "%s has a NaN or infinite component at index %zu", what,
+                          bad);
+    return iqdb__fail(db, IQDB_INVALID, "%s %zu has a NaN or infinite component at index %zu", what,
+                      index, bad);
+}
+
+/* Applies n upserts under the write lock; see the protocol at the top of the file. `blobs` and
+ * `blob_len` hold the encoded metadata (ownership passes in: freed on every path), `slots` is
+ * room for n slot numbers. */
+static int apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
+                         const float *sqn, uint8_t **blobs, const uint32_t *blob_len,
+                         uint32_t *slots) {
+    iqdb__store *st = &db->store;
+    int rc = iqdb__store_reserve(st, n);
+    if (rc) {
+        for (size_t i = 0; i < n; i++) iqdb__free(&db->mem, blobs[i], blob_len[i]);
+        return rc == IQDB_FULL
+                   ? iqdb__fail(db, IQDB_FULL, "the database holds the maximum of %u rows",
+                                IQDB__MAX_SLOTS)
+                   : iqdb__nomem(db);
+    }
+    /* phase A */
+    for (size_t i = 0; i < n; i++) {
+        slots[i] = iqdb__store_add(st, ids[i], vecs + i * db->dim, sqn[i], blobs[i], blob_len[i]);
+        blobs[i] = NULL;
+        rc = iqdb__index_insert(db->index, &db->env, slots[i]);
+        if (rc) {
+            iqdb__store_remove(st, slots[i]);
+            for (size_t j = i; j-- > 0;) {
+                iqdb__index_remove(db->index, &db->env, slots[j]);
+                iqdb__store_remove(st, slots[j]);
+            }
+            for (size_t j = i + 1; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
+            return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+        }
+    }
+    /* phase B: cannot fail */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t old = iqdb__idmap_find(&st->map, ids[i]);
+        if (old != IQDB__NO_SLOT) {
+            iqdb__index_remove(db->index, &db->env, old);
+            iqdb__store_remove(st, old);
+        }
+        iqdb__idmap_put(&st->map, ids[i], slots[i]);
+    }
+    return IQDB_OK;
+}
+
+int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta *meta) {
+    CHECK_DB(db);
+    if (!vec) return iqdb__fail(db, IQDB_MISUSE, "iqdb_upsert: vec is NULL");
+    IQDB_TRY(check_vector(db, vec, "vector", SIZE_MAX));
+    float sqn = db->kern->pair[IQDB__OP_DOT](vec, vec, db->dim);
+    iqdb__rwlock_wrlock(&db->lock);
+    uint8_t *blob;
+    uint32_t len;
+    int rc = iqdb__meta_encode(meta, &db->keys, &db->mem, &blob, &len);
+    if (rc == IQDB_OK) {
+        uint32_t slot;
+        rc = apply_upserts(db, 1, &id, vec, &sqn, &blob, &len, &slot);
+    } else {
+        rc =
+            rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail(db, rc, "metadata could not be stored");
+    }
+    iqdb__rwlock_wrunlock(&db->lock);
+    return rc;
+}
+
+int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
+                      const iqdb_meta *const *metas) {
+    CHECK_DB(db);
+    if (n == 0) return IQDB_OK;
+    if (!ids || !vecs)
+        return iqdb__fail(db, IQDB_MISUSE, "iqdb_upsert_batch: ids and vecs are required");
+    size_t total;
+    if (iqdb__mul_overflow(n, db->dim, &total) || n > IQDB__MAX_SLOTS)
+        return iqdb__fail(db, IQDB_INVALID, "batch of %zu records is too large", n);
+    for (size_t i = 0; i < n; i++) IQDB_TRY(check_vector(db, vecs + i * db->dim, "record", i));
+    /* One block for the per-record scratch: norms, blob pointers, lengths, slots. */
+    size_t per = sizeof(float) + sizeof(uint8_t *) + sizeof(uint32_t) * 2, bytes;
+    if (iqdb__mul_overflow(n, per, &bytes)) return iqdb__nomem(db);
+    uint8_t **blobs = iqdb__alloc(&db->mem, bytes);
+    if (!blobs) return iqdb__nomem(db);
+    float *sqn = (float *)(blobs + n);
+    uint32_t *lens = (uint32_t *)(sqn + n);
+    uint32_t *slots = lens + n;
+    for (size_t i = 0; i < n; i++) {
+        blobs[i] = NULL;
+        lens[i] = 0;
+        sqn[i] = db->kern->pair[IQDB__OP_DOT](vecs + i * db->dim, vecs + i * db->dim, db->dim);
+    }
+    iqdb__rwlock_wrlock(&db->lock);
+    int rc = IQDB_OK;
+    for (size_t i = 0; i < n && rc == IQDB_OK; i++) {
+        rc = iqdb__meta_encode(metas ? metas[i] : NULL, &db->keys, &db->mem, &blobs[i], &lens[i]);
+        if (rc) {
+            for (size_t j = 0; j < i; j++) iqdb__free(&db->mem, blobs[j], lens[j]);
+            rc = rc == IQDB_NOMEM
+                     ? iqdb__nomem(db)
+                     : iqdb__fail(db, rc, "metadata of record %zu could not be stored", i);
+        }
+    }
+    if (rc == IQDB_OK) rc = apply_upserts(db, n, ids, vecs, sqn, blobs, lens, slots);
+    iqdb__rwlock_wrunlock(&db->lock);
+    iqdb__free(&db->mem, blobs, bytes);
+    return rc;
+}
+
+int iqdb_delete(iqdb *db, iqdb_id id, int *existed) {
+    if (existed) *existed = 0;
+    CHECK_DB(db);
+    iqdb__rwlock_wrlock(&db->lock);
+    uint32_t slot = iqdb__idmap_remove(&db->store.map, id);
+    if (slot != IQDB__NO_SLOT) {
+        iqdb__index_remove(db->index, &db->env, slot);
+        iqdb__store_remove(&db->store, slot);
+        if (existed) *existed = 1;
+    }
+    iqdb__rwlock_wrunlock(&db->lock);
+    return IQDB_OK;
+}
+
+/* ============================================================================================ */
+/* Reads                                                                                        */
+/* ============================================================================================ */
+
+int iqdb_get(iqdb *db, iqdb_id id, float *vec_out, iqdb_meta **meta_out) {
+    if (meta_out) *meta_out = NULL;
+    CHECK_DB(db);
+    iqdb__rwlock_rdlock(&db->lock);
+    int rc = IQDB_OK;
+    uint32_t slot = iqdb__idmap_find(&db->store.map, id);
+    if (slot == IQDB__NO_SLOT) {
+        rc = iqdb__fail(db, IQDB_NOTFOUND, "no record with id %llu", (unsigned long long)id);
+    } else {
+        if (vec_out) memcpy(vec_out, iqdb__store_vec(&db->store, slot), db->dim * sizeof(float));
+        if (meta_out && db->store.meta[slot]) {
+            rc = iqdb__meta_decode(db->store.meta[slot], db->store.meta_len[slot], &db->keys,
+                                   &db->mem, meta_out);
+            if (rc == IQDB_NOMEM)
+                rc = iqdb__nomem(db);
+            else if (rc)
+                rc = iqdb__fail(db, rc, "metadata of id %llu is corrupt", (unsigned long long)id);
+        }
+    }
+    iqdb__rwlock_rdunlock(&db->lock);
+    return rc;
+}
+
+int iqdb_count(iqdb *db, uint64_t *n) {
+    if (n) *n = 0;
+    CHECK_DB(db);
+    if (!n) return iqdb__fail(db, IQDB_MISUSE, "iqdb_count: n is NULL");
+    iqdb__rwlock_rdlock(&db->lock);
+    *n = db->store.count;
+    iqdb__rwlock_rdunlock(&db->lock);
+    return IQDB_OK;
+}
+
+/* ============================================================================================ */
+/* Search                                                                                       */
+/* ============================================================================================ */
+
+static int read_params(const iqdb *db, const iqdb_search_params *p, iqdb_search_params *out) {
+    if (!p) {
+        iqdb_search_params_init(out);
+        return IQDB_OK;
+    }
+    int rc = read_versioned(p, p->struct_size, out, sizeof *out,
+                            offsetof(iqdb_search_params, filter) + sizeof p->filter,
+                            "iqdb_search_params");
+    return rc ? iqdb__fail_retag(db, rc) : IQDB_OK;
+}
+
+static float query_norm(const iqdb *db, const float *q) {
+    if (db->metric != IQDB_METRIC_COSINE) return 0.0f;
+    return sqrtf(db->kern->pair[IQDB__OP_DOT](q, q, db->dim));
+}
+
+static void write_info(iqdb_search_info *info, const iqdb__sinfo *si) {
+    if (!info) return;
+    iqdb_search_info full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = info->struct_size;
+    full.complete = si->complete;
+    full.strategy = si->strategy;
+    full.n_distances = si->n_distances;
+    full.n_visited = si->n_visited;
+    full.n_matched = si->n_matched;
+    size_t n = info->struct_size < sizeof full ? info->struct_size : sizeof full;
+    memcpy(info, &full, n);
+}
+
+int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params *p, iqdb_hit *hits,
+                size_t *n_hits, iqdb_search_info *info) {
+    if (n_hits) *n_hits = 0;
+    CHECK_DB(db);
+    if (!query || !n_hits || (!hits && k > 0))
+        return iqdb__fail(db, IQDB_MISUSE, "iqdb_search: query, n_hits and hits are required");
+    if (info && info->struct_size < offsetof(iqdb_search_info, strategy))
+        return iqdb__fail(db, IQDB_MISUSE, "iqdb_search: set info->struct_size = sizeof *info");
+    iqdb_search_params prm;
+    IQDB_TRY(read_params(db, p, &prm));
+    IQDB_TRY(check_vector(db, query, "query", SIZE_MAX));
+    iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
+    iqdb__query q = {query,  query_norm(db, query), 0,        NULL, prm.filter,
+                     prm.ef, prm.n_probes,          prm.exact};
+    iqdb__rwlock_rdlock(&db->lock);
+    int rc = IQDB_OK;
+    q.k = k < db->store.count ? k : (size_t)db->store.count;
+    if (q.k > 0) {
+        iqdb__scratch *s = iqdb__scratch_get(&db->scratch);
+        if (!s || iqdb__scratch_cand(s, &db->mem, q.k) ||
+            (prm.filter && iqdb__filter_compile(prm.filter, &db->keys, &s->cf, &db->mem))) {
+            rc = iqdb__nomem(db);
+        } else {
+            if (prm.filter) q.filter = &s->cf;
+            iqdb__topk top;
+            iqdb__topk_init(&top, s->cand, q.k);
+            rc = iqdb__index_search(db->index, &db->env, &q, s, &top, &si);
+            if (rc == IQDB_OK)
+                iqdb__hits_from_top(&db->store, &top, hits, n_hits);
+            else
+                rc = rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+        }
+        iqdb__scratch_put(&db->scratch, s);
+    }
+    iqdb__rwlock_rdunlock(&db->lock);
+    if (rc == IQDB_OK) write_info(info, &si);
+    return rc;
+}
+
+int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_search_params *p,
+                      iqdb_hit *hits, size_t *n_hits) {
+    if (n_hits)
+        for (size_t i = 0; i < n; i++) n_hits[i] = 0;
+    CHECK_DB(db);
+    if (n == 0) return IQDB_OK;
+    if (!qs || !n_hits || (!hits && k > 0))
+        return iqdb__fail(db, IQDB_MISUSE, "iqdb_search_batch: qs, n_hits and hits are required");
+    size_t tmp;
+    if (iqdb__mul_overflow(n, k, &tmp) || iqdb__mul_overflow(n, db->dim, &tmp))
+        return iqdb__fail(db, IQDB_INVALID, "iqdb_search_batch: n * k or n * dim overflows");
+    iqdb_search_params prm;
+    IQDB_TRY(read_params(db, p, &prm));
+    for (size_t i = 0; i < n; i++) IQDB_TRY(check_vector(db, qs + i * db->dim, "query", i));
+    float *qnorms = NULL;
+    if (db->metric == IQDB_METRIC_COSINE) {
+        qnorms = iqdb__alloc(&db->mem, n * sizeof *qnorms);
+        if (!qnorms) return iqdb__nomem(db);
+        for (size_t i = 0; i < n; i++) qnorms[i] = query_norm(db, qs + i * db->dim);
+    }
+    iqdb__rwlock_rdlock(&db->lock);
+    int rc = IQDB_OK;
+    size_t kk = k < db->store.count ? k : (size_t)db->store.count;
+    if (kk > 0) {
+        iqdb__scratch *s = NULL;
+        iqdb__batch b = {
+            qs,      n,
+            db->dim, {NULL, 0.0f, kk, NULL, prm.filter, prm.ef, prm.n_probes, prm.exact},
+            qnorms,  hits,
+            k,       n_hits};
+        if (prm.filter) {
+            s = iqdb__scratch_get(&db->scratch);
+            if (!s || iqdb__filter_compile(prm.filter, &db->keys, &s->cf, &db->mem))
+                rc = IQDB_NOMEM;
+            else
+                b.proto.filter = &s->cf;
+        }
+        if (rc == IQDB_OK) rc = iqdb__index_search_batch(db->index, &db->env, &b);
+        iqdb__scratch_put(&db->scratch, s);
+        if (rc) {
+            for (size_t i = 0; i < n; i++) n_hits[i] = 0;
+            rc = rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+        }
+    }
+    iqdb__rwlock_rdunlock(&db->lock);
+    iqdb__free(&db->mem, qnorms, n * sizeof *qnorms);
+    return rc;
+}
+
+/* ============================================================================================ */
+/* Stats and check                                                                              */
+/* ============================================================================================ */
+
+int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
+    CHECK_DB(db);
+    if (!s || s->struct_size < offsetof(iqdb_stats, dim))
+        return iqdb__fail(db, IQDB_MISUSE, "iqdb_stats_get: set s->struct_size = sizeof *s");
+    iqdb_stats full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = s->struct_size;
+    iqdb__rwlock_rdlock(&db->lock);
+    full.count = db->store.count;
+    full.dim = db->dim;
+    full.metric = db->metric;
+    full.index = db->opts.index;
+    full.simd = db->kern->level;
+    full.threads = iqdb__pool_width(db->pool);
+    full.slots = db->store.n_slots;
+    full.meta_keys = db->keys.n;
+    full.mem_total = atomic_load_explicit(&db->mem.live, memory_order_relaxed);
+    full.mem_vectors = iqdb__store_mem_vectors(&db->store);
+    full.mem_rows = iqdb__store_mem_rows(&db->store);
+    full.mem_meta = iqdb__store_mem_meta(&db->store) + iqdb__keydict_mem(&db->keys);
+    full.mem_index = iqdb__index_mem(db->index);
+    uint64_t known = full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index;
+    full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;
+    iqdb__rwlock_rdunlock(&db->lock);
+    memcpy(s, &full, s->struct_size < sizeof full ? s->struct_size : sizeof full);
+    return IQDB_OK;
+}
+
+static int check_rows(iqdb *db, uint8_t *seen) {
+    const iqdb__store *st = &db->store;
+    uint64_t live = 0;
+    for (size_t i = 0; i < st->n_free; i++) {
+        uint32_t slot = st->free_list[i];
+        if (slot >= st->n_slots || st->live[slot] || seen[slot])
+            return iqdb__fail(db, IQDB_CORRUPT, "free list entry %zu (slot %u) is invalid", i,
+                              slot);
+        seen[slot] = 1;
+    }
+    for (size_t slot = 0; slot < st->n_slots; slot++) {
+        if (!st->live[slot]) {
+            if (!seen[slot])
+                return iqdb__fail(db, IQDB_CORRUPT, "dead slot %zu is not on the free list", slot);
+            continue;
+        }
+        live++;
+        const float *v = iqdb__store_vec(st, (uint32_t)slot);
+        if (iqdb__idmap_find(&st->map, st->ids[slot]) != slot)
+            return iqdb__fail(db, IQDB_CORRUPT, "id map does not lead to slot %zu", slot);
+        if (!iqdb__all_finite(v, db->dim))
+            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu holds a non-finite vector", slot);
+        float sq = db->kern->pair[IQDB__OP_DOT](v, v, db->dim);
+        if (!(sq == st->sqnorm[slot]))
+            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a stale norm", slot);
+        if (st->seqs[slot] >= st->next_seq)
+            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a sequence from the future", slot);
+        if (iqdb__meta_blob_check(st->meta[slot], st->meta_len[slot], db->keys.n))
+            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has malformed metadata", slot);
+    }
+    if (live != st->count || st->map.count != st->count)
+        return iqdb__fail(db, IQDB_CORRUPT, "row count %llu, live slots %llu, ids %zu disagree",
+                          (unsigned long long)st->count, (unsigned long long)live, st->map.count);
+    return IQDB_OK;
+}
+
+int iqdb_check(iqdb *db) {
+    CHECK_DB(db);
+    iqdb__rwlock_rdlock(&db->lock);
+    size_t n = db->store.n_slots ? db->store.n_slots : 1;
+    uint8_t *seen = iqdb__calloc(&db->mem, n, 1);
+    int rc;
+    if (!seen) {
+        rc = iqdb__nomem(db);
+    } else {
+        rc = check_rows(db, seen);
+        if (rc == IQDB_OK) {
+            rc = iqdb__index_check(db->index, &db->env);
+            if (rc) rc = iqdb__fail_retag(db, rc);
+        }
+        iqdb__free(&db->mem, seen, n);
+    }
+    iqdb__rwlock_rdunlock(&db->lock);
+    return rc;
+}

@@ -1,0 +1,41 @@
+/*
+ * idmap.h — external id (u64) -> dense slot (u32), open addressing with linear probing and
+ * backward-shift deletion (no tombstones, so probe lengths do not grow under churn).
+ *
+ * Every u64 is a valid id, so emptiness is marked in the value: IQDB__NO_SLOT. The table keeps
+ * its load at or below 1/2. Growth happens only in iqdb__idmap_reserve, which callers run
+ * before they change anything; insert after a successful reserve cannot fail.
+ */
+#ifndef IQDB_IDMAP_H
+#define IQDB_IDMAP_H
+
+#include "internal.h"
+
+#define IQDB__NO_SLOT UINT32_MAX
+
+typedef struct iqdb__idmap_entry {
+    uint64_t key;
+    uint32_t slot;
+    uint32_t pad_;
+} iqdb__idmap_entry;
+
+typedef struct iqdb__idmap {
+    iqdb__mem *mem;
+    iqdb__idmap_entry *e;
+    size_t cap; /* power of two, or 0 */
+    size_t count;
+} iqdb__idmap;
+
+void iqdb__idmap_init(iqdb__idmap *m, iqdb__mem *mem);
+void iqdb__idmap_destroy(iqdb__idmap *m);
+/* Ensures room for `extra` more keys without growing later. IQDB_OK or IQDB_NOMEM/FULL. */
+int iqdb__idmap_reserve(iqdb__idmap *m, size_t extra);
+/* The slot for key, or IQDB__NO_SLOT. */
+uint32_t iqdb__idmap_find(const iqdb__idmap *m, uint64_t key);
+/* Sets key -> slot (insert or overwrite). Requires a prior reserve when the key is new. */
+void iqdb__idmap_put(iqdb__idmap *m, uint64_t key, uint32_t slot);
+/* Removes key; returns its slot or IQDB__NO_SLOT. */
+uint32_t iqdb__idmap_remove(iqdb__idmap *m, uint64_t key);
+size_t iqdb__idmap_mem(const iqdb__idmap *m);
+
+#endif

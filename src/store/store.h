@@ -1,0 +1,78 @@
+/*
+ * store.h — the row store: the source of truth for every record.
+ *
+ * A record lives in a dense slot (u32). Per slot: the external id, an insertion sequence number
+ * (ties in search go to the smaller one), the vector's squared norm (computed once with the
+ * handle's dot kernel, so cosine needs one dot product per row), an optional metadata blob, and
+ * a live flag. Vectors live in one arena of 64-byte aligned chunks; slot s is row (s & mask) of
+ * chunk (s >> shift), rows `stride` floats apart (dim rounded up to 16, zero-padded). Chunks
+ * never move, so growth costs no copy of existing vectors and no 2x peak.
+ *
+ * Deleted slots go on a free list and are reused by later inserts. The id map lives beside the
+ * slots, owned by the caller (iqdb.c), which decides when a slot becomes visible under an id.
+ *
+ * Failure discipline: iqdb__store_reserve is the only function that allocates (besides the
+ * caller-provided metadata blobs). After a successful reserve(n), n calls of iqdb__store_add and
+ * any number of iqdb__store_remove succeed.
+ */
+#ifndef IQDB_STORE_H
+#define IQDB_STORE_H
+
+#include "dist/dist.h"
+#include "internal.h"
+#include "store/idmap.h"
+
+/* A hard limit that keeps slot numbers below IQDB__NO_SLOT with room to spare. */
+#define IQDB__MAX_SLOTS (UINT32_MAX - 1u)
+
+typedef struct iqdb__store {
+    iqdb__mem *mem;
+    uint32_t dim;
+    uint32_t stride;      /* floats between rows: dim rounded up to 16 */
+    uint32_t chunk_shift; /* log2(rows per chunk) */
+    float **chunks;
+    size_t n_chunks, chunks_cap;
+    /* per-slot columns, slots_cap entries each */
+    uint64_t *ids;
+    uint64_t *seqs;
+    float *sqnorm;
+    uint8_t **meta;
+    uint32_t *meta_len;
+    uint8_t *live;
+    uint32_t *free_list; /* capacity slots_cap, so pushing never allocates */
+    size_t n_free;
+    size_t n_slots; /* slots ever used: [0, n_slots) */
+    size_t slots_cap;
+    uint64_t count; /* live slots */
+    uint64_t next_seq;
+    size_t meta_bytes; /* sum of meta_len over live slots */
+    iqdb__idmap map;   /* id -> slot, maintained by the caller */
+} iqdb__store;
+
+void iqdb__store_init(iqdb__store *s, iqdb__mem *mem, uint32_t dim);
+void iqdb__store_destroy(iqdb__store *s);
+
+/* Ensures capacity for `n` more slots (vectors, columns, free list) and `n` more ids. */
+int iqdb__store_reserve(iqdb__store *s, size_t n);
+
+/* Takes a slot (free list first), copies the vector, stores id, sequence, norm and the metadata
+ * blob (ownership passes to the store; may be NULL). Requires a prior reserve. */
+uint32_t iqdb__store_add(iqdb__store *s, uint64_t id, const float *vec, float sqnorm, uint8_t *meta,
+                         uint32_t meta_len);
+/* Frees the slot's metadata and puts it on the free list. Never fails. */
+void iqdb__store_remove(iqdb__store *s, uint32_t slot);
+
+static inline uint32_t iqdb__store_rows_per_chunk(const iqdb__store *s) {
+    return 1u << s->chunk_shift;
+}
+static inline float *iqdb__store_vec(const iqdb__store *s, uint32_t slot) {
+    return s->chunks[slot >> s->chunk_shift] +
+           (size_t)(slot & ((1u << s->chunk_shift) - 1u)) * s->stride;
+}
+
+/* Memory by component. */
+size_t iqdb__store_mem_vectors(const iqdb__store *s);
+size_t iqdb__store_mem_rows(const iqdb__store *s);
+size_t iqdb__store_mem_meta(const iqdb__store *s);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * test_dist.c — the distance kernels.
+ *
+ * For every SIMD level this machine runs: each op agrees with the scalar reference within a
+ * relative tolerance for every dim 1..300, 768 and 1536, at unaligned starting offsets; the
+ * scalar reference agrees with a double-precision computation; and within a level the pair,
+ * rows and tile shapes agree bit for bit (the property batch search relies on).
+ */
+#include "../common/testutil.h"
+#include "dist/dist.h"
+
+static const iqdb_simd levels[] = {IQDB_SIMD_SCALAR, IQDB_SIMD_AVX2, IQDB_SIMD_AVX512,
+                                   IQDB_SIMD_NEON};
+static const char *const op_names[] = {"l2sq", "dot", "l1", "ham"};
+
+/* Double-precision value of op, and the magnitude sum of its terms (for the tolerance). */
+static double ref(int op, const float *a, const float *b, size_t d, double *mag) {
+    double s = 0, m = 0;
+    for (size_t i = 0; i < d; i++) {
+        double x = a[i], y = b[i], t;
+        switch (op) {
+        case IQDB__OP_L2SQ: t = (x - y) * (x - y); break;
+        case IQDB__OP_DOT: t = x * y; break;
+        case IQDB__OP_L1: t = fabs(x - y); break;
+        default: t = x != y; break;
+        }
+        s += t;
+        m += fabs(t);
+    }
+    *mag = m;
+    return s;
+}
+
+static size_t dims[320];
+static size_t n_dims;
+
+static void setup_dims(void) {
+    n_dims = 0;
+    for (size_t d = 1; d <= 300; d++) dims[n_dims++] = d;
+    dims[n_dims++] = 768;
+    dims[n_dims++] = 1536;
+}
+
+/* Random vectors where some components are equal (so Hamming and L1 see zeros too). */
+static void fill_pair(iqdbt_rng *r, float *a, float *b, size_t d) {
+    for (size_t i = 0; i < d; i++) {
+        a[i] = iqdbt_uniform(r, -2.0f, 2.0f);
+        b[i] = (iqdbt_next(r) & 3) == 0 ? a[i] : iqdbt_uniform(r, -2.0f, 2.0f);
+    }
+}
+
+/* Each level matches scalar, and scalar matches double, within tolerance. */
+static void test_dist_levels_match_scalar(void **state) {
+    (void)state;
+    setup_dims();
+    const iqdb__kernels *sc = iqdb__kernels_get(IQDB_SIMD_SCALAR);
+    assert_non_null(sc);
+    float *buf_a = malloc((1536 + 8) * sizeof(float)), *buf_b = malloc((1536 + 8) * sizeof(float));
+    iqdbt_rng r = {42};
+    int levels_run = 0;
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        levels_run++;
+        for (size_t di = 0; di < n_dims; di++) {
+            size_t d = dims[di];
+            for (size_t off = 0; off < 4; off++) {
+                float *a = buf_a + off, *b = buf_b + (3 - off);
+                fill_pair(&r, a, b, d);
+                for (int op = 0; op < IQDB__N_OPS; op++) {
+                    double mag, want = ref(op, a, b, d, &mag);
+                    float s = sc->pair[op](a, b, d), v = k->pair[op](a, b, d);
+                    double tol = 4e-6 * mag + 1e-30;
+                    if (fabs(s - want) > tol || fabs(v - s) > 2 * tol) {
+                        print_error("level %s op %s dim %zu offset %zu: scalar %.9g level %.9g "
+                                    "double %.9g\n",
+                                    iqdb_simd_name(levels[li]), op_names[op], d, off, s, v, want);
+                        fail();
+                    }
+                    if (op == IQDB__OP_HAM) assert_true(v == s && s == (float)want);
+                }
+            }
+        }
+    }
+    assert_true(levels_run >= 1);
+    free(buf_a);
+    free(buf_b);
+}
+
+/* pair, rows and tile give identical floats within one level. */
+static void test_dist_shapes_identical(void **state) {
+    (void)state;
+    const size_t test_dims[] = {1,  3,  7,  8,   15,  16,  17,  31, 33,
+                                63, 64, 65, 100, 127, 129, 784, 785};
+    iqdbt_rng r = {7};
+    enum { NQ = 9, NX = 11 };
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        for (size_t di = 0; di < sizeof test_dims / sizeof test_dims[0]; di++) {
+            size_t d = test_dims[di];
+            float *q = malloc(NQ * d * sizeof(float)), *x = malloc(NX * d * sizeof(float));
+            iqdbt_fill(&r, q, NQ * d, -1, 1);
+            iqdbt_fill(&r, x, NX * d, -1, 1);
+            for (size_t i = 0; i < NX * d; i += 5) x[i] = q[i % (NQ * d)];
+            const float *qs[NQ], *xs[NX];
+            for (int i = 0; i < NQ; i++) qs[i] = q + i * d;
+            for (int j = 0; j < NX; j++) xs[j] = x + j * d;
+            for (int op = 0; op < IQDB__N_OPS; op++) {
+                for (size_t nq = 1; nq <= NQ; nq += 2) {
+                    for (size_t nx = 1; nx <= NX; nx += 3) {
+                        float tile[NQ * NX], rows[NX];
+                        k->tile[op](qs, nq, xs, nx, d, tile);
+                        for (size_t i = 0; i < nq; i++) {
+                            k->rows[op](qs[i], xs, nx, d, rows);
+                            for (size_t j = 0; j < nx; j++) {
+                                float p = k->pair[op](qs[i], xs[j], d);
+                                if (!(p == rows[j] && p == tile[i * nx + j])) {
+                                    print_error("level %s op %s dim %zu q%zu x%zu: pair %.9g rows "
+                                                "%.9g tile %.9g\n",
+                                                iqdb_simd_name(levels[li]), op_names[op], d, i, j,
+                                                p, rows[j], tile[i * nx + j]);
+                                    fail();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            free(q);
+            free(x);
+        }
+    }
+}
+
+/* Zero vectors give zero for every op; identical vectors give zero except dot. */
+static void test_dist_zero_and_identical(void **state) {
+    (void)state;
+    float z[1536] = {0}, v[1536];
+    iqdbt_rng r = {3};
+    iqdbt_fill(&r, v, 1536, -3, 3);
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        for (size_t d = 1; d <= 1536; d += 97) {
+            for (int op = 0; op < IQDB__N_OPS; op++) assert_true(k->pair[op](z, z, d) == 0.0f);
+            assert_true(k->pair[IQDB__OP_L2SQ](v, v, d) == 0.0f);
+            assert_true(k->pair[IQDB__OP_L1](v, v, d) == 0.0f);
+            assert_true(k->pair[IQDB__OP_HAM](v, v, d) == 0.0f);
+            assert_true(k->pair[IQDB__OP_DOT](v, z, d) == 0.0f);
+        }
+    }
+}
+
+/* Hamming counts value inequality: +0 equals -0, and it counts exactly. */
+static void test_dist_hamming_semantics(void **state) {
+    (void)state;
+    float a[40], b[40];
+    for (int i = 0; i < 40; i++) {
+        a[i] = (float)(i & 1);
+        b[i] = (float)((i >> 1) & 1);
+    }
+    a[0] = 0.0f;
+    b[0] = -0.0f;
+    int want = 0;
+    for (int i = 0; i < 40; i++) want += a[i] != b[i];
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        assert_true(k->pair[IQDB__OP_HAM](a, b, 40) == (float)want);
+    }
+}
+
+/* AUTO resolves to the best level; forcing an unknown level is refused. */
+static void test_dist_dispatch(void **state) {
+    (void)state;
+    const iqdb__kernels *best = iqdb__kernels_get(IQDB_SIMD_AUTO);
+    assert_non_null(best);
+    assert_int_equal(best->level, iqdb__simd_best());
+    assert_true(iqdb_simd_available(IQDB_SIMD_SCALAR));
+    assert_true(iqdb_simd_available(IQDB_SIMD_AUTO));
+    assert_false(iqdb_simd_available((iqdb_simd)99));
+    assert_string_equal(iqdb_simd_name(IQDB_SIMD_AVX2), "avx2");
+    assert_string_equal(iqdb_simd_name((iqdb_simd)99), "unknown");
+    printf("kernels on this machine: scalar%s%s%s (best %s)\n",
+           iqdb_simd_available(IQDB_SIMD_AVX2) ? " avx2" : "",
+           iqdb_simd_available(IQDB_SIMD_AVX512) ? " avx512" : "",
+           iqdb_simd_available(IQDB_SIMD_NEON) ? " neon" : "", iqdb_simd_name(best->level));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dist_levels_match_scalar),
+        cmocka_unit_test(test_dist_shapes_identical),
+        cmocka_unit_test(test_dist_zero_and_identical),
+        cmocka_unit_test(test_dist_hamming_semantics),
+        cmocka_unit_test(test_dist_dispatch),
+    };
+    return cmocka_run_group_tests_name("dist", tests, NULL, NULL);
+}
