@@ -87,28 +87,13 @@ static iqdb_filter *node_new(const iqdb__mem *from, uint8_t kind) {
     return f;
 }
 
-static void value_release(iqdb__mem *mem, iqdb_value *v) {
-    if (v->type == IQDB_TYPE_STRING) iqdb__free(mem, (void *)v->u.s.ptr, v->u.s.len + 1);
-}
-
-static int value_dup(iqdb__mem *mem, const iqdb_value *v, iqdb_value *out) {
-    *out = *v;
-    if (v->type == IQDB_TYPE_BOOL) out->u.b = v->u.b != 0;
-    if (v->type == IQDB_TYPE_STRING) {
-        char *s = iqdb__strndup(mem, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
-        if (!s) return IQDB_NOMEM;
-        out->u.s.ptr = s;
-    }
-    return IQDB_OK;
-}
-
 void iqdb_filter_destroy(iqdb_filter *f) {
     if (!f) return;
     for (size_t i = 0; i < f->n_kids; i++) iqdb_filter_destroy(f->kids[i]);
     iqdb__free(&f->mem, f->kids, f->n_kids * sizeof *f->kids);
     if (f->key) iqdb__free(&f->mem, f->key, f->key_len + 1);
-    value_release(&f->mem, &f->v);
-    for (size_t i = 0; i < f->n_vals; i++) value_release(&f->mem, &f->vals[i]);
+    iqdb__value_free(&f->mem, &f->v);
+    for (size_t i = 0; i < f->n_vals; i++) iqdb__value_free(&f->mem, &f->vals[i]);
     iqdb__free(&f->mem, f->vals, f->n_vals * sizeof *f->vals);
     iqdb__mem mem;
     iqdb__mem_init(&mem, &f->mem.a);
@@ -146,7 +131,7 @@ int iqdb_filter_cmp(const iqdb_allocator *alloc, const char *key, iqdb_op op, iq
     iqdb_filter *f;
     IQDB_TRY(leaf_new(alloc, key, IQDB__F_CMP, &f));
     f->op = (uint8_t)op;
-    if (value_dup(&f->mem, &v, &f->v)) {
+    if (iqdb__value_copy(&f->mem, &v, &f->v)) {
         f->v.type = IQDB_TYPE_NULL;
         iqdb_filter_destroy(f);
         return iqdb__nomem(NULL);
@@ -183,7 +168,7 @@ int iqdb_filter_in(const iqdb_allocator *alloc, const char *key, const iqdb_valu
         f->vals = iqdb__calloc(&f->mem, n, sizeof *f->vals);
         if (!f->vals) goto nomem;
         for (size_t i = 0; i < n; i++) {
-            if (value_dup(&f->mem, &values[i], &f->vals[i])) goto nomem;
+            if (iqdb__value_copy(&f->mem, &values[i], &f->vals[i])) goto nomem;
             f->n_vals = i + 1;
         }
     }
@@ -192,7 +177,7 @@ int iqdb_filter_in(const iqdb_allocator *alloc, const char *key, const iqdb_valu
 nomem:
     /* free exactly what was allocated: vals array sized n, n_vals copies */
     if (f->vals) {
-        for (size_t i = 0; i < f->n_vals; i++) value_release(&f->mem, &f->vals[i]);
+        for (size_t i = 0; i < f->n_vals; i++) iqdb__value_free(&f->mem, &f->vals[i]);
         iqdb__free(&f->mem, f->vals, n * sizeof *f->vals);
         f->vals = NULL;
         f->n_vals = 0;

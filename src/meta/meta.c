@@ -88,7 +88,7 @@ int iqdb_meta_create(const iqdb_allocator *alloc, iqdb_meta **out) {
     return IQDB_OK;
 }
 
-static void value_free(iqdb__mem *mem, iqdb_value *v) {
+void iqdb__value_free(iqdb__mem *mem, iqdb_value *v) {
     if (v->type == IQDB_TYPE_STRING) iqdb__free(mem, (void *)v->u.s.ptr, v->u.s.len + 1);
 }
 
@@ -96,7 +96,7 @@ void iqdb_meta_destroy(iqdb_meta *m) {
     if (!m) return;
     for (size_t i = 0; i < m->n; i++) {
         iqdb__free(&m->mem, m->e[i].key, m->e[i].key_len + 1);
-        value_free(&m->mem, &m->e[i].v);
+        iqdb__value_free(&m->mem, &m->e[i].v);
     }
     iqdb__free(&m->mem, m->e, m->cap * sizeof *m->e);
     iqdb__mem mem;
@@ -104,8 +104,7 @@ void iqdb_meta_destroy(iqdb_meta *m) {
     iqdb__free(&mem, m, sizeof *m);
 }
 
-/* A copy of v whose string (if any) is owned and NUL-terminated. */
-static int value_copy(iqdb__mem *mem, const iqdb_value *v, iqdb_value *out) {
+int iqdb__value_copy(iqdb__mem *mem, const iqdb_value *v, iqdb_value *out) {
     *out = *v;
     if (v->type == IQDB_TYPE_BOOL) out->u.b = v->u.b != 0;
     if (v->type == IQDB_TYPE_STRING) {
@@ -127,9 +126,9 @@ int iqdb_meta_set(iqdb_meta *m, const char *key, iqdb_value v) {
         return iqdb__fail(NULL, IQDB_INVALID, "metadata already holds %u keys",
                           IQDB_MAX_META_ENTRIES);
     iqdb_value copy;
-    if (value_copy(&m->mem, &v, &copy)) return iqdb__nomem(NULL);
+    if (iqdb__value_copy(&m->mem, &v, &copy)) return iqdb__nomem(NULL);
     if (exists) {
-        value_free(&m->mem, &m->e[i].v);
+        iqdb__value_free(&m->mem, &m->e[i].v);
         m->e[i].v = copy;
         return IQDB_OK;
     }
@@ -148,7 +147,7 @@ int iqdb_meta_set(iqdb_meta *m, const char *key, iqdb_value v) {
     m->n++;
     return IQDB_OK;
 nomem:
-    value_free(&m->mem, &copy);
+    iqdb__value_free(&m->mem, &copy);
     return iqdb__nomem(NULL);
 }
 
@@ -174,7 +173,7 @@ int iqdb_meta_remove(iqdb_meta *m, const char *key, int *existed) {
     size_t i = lower_bound(m, key, len);
     if (i < m->n && key_cmp(m->e[i].key, m->e[i].key_len, key, len) == 0) {
         iqdb__free(&m->mem, m->e[i].key, m->e[i].key_len + 1);
-        value_free(&m->mem, &m->e[i].v);
+        iqdb__value_free(&m->mem, &m->e[i].v);
         memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
         m->n--;
         if (existed) *existed = 1;

@@ -37,6 +37,11 @@ struct iqdb_meta {
 int iqdb__key_check(const char *key, size_t *len);
 /* Validates a value for storage or comparison (type known, no NaN, string bounds). */
 int iqdb__value_check(const iqdb_value *v);
+/* A copy of *v whose string (if any) is owned (allocated from mem) and NUL-terminated; bools
+ * normalised to 0/1. IQDB_OK or IQDB_NOMEM. */
+int iqdb__value_copy(iqdb__mem *mem, const iqdb_value *v, iqdb_value *out);
+/* Frees what iqdb__value_copy allocated. */
+void iqdb__value_free(iqdb__mem *mem, iqdb_value *v);
 /* Binary search of a key in a meta object; NULL when absent. */
 const iqdb__meta_entry *iqdb__meta_find(const iqdb_meta *m, const char *key, size_t len);
 

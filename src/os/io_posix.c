@@ -4,6 +4,7 @@
  * namespace changes.
  */
 #if !defined(_WIN32)
+#define _GNU_SOURCE /* F_OFD_SETLK */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -123,6 +124,13 @@ static int px_lock(iqdb__file *f) {
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
+#ifdef F_OFD_SETLK
+    /* Open-file-description locks conflict between two opens in the same process too, and are
+     * not dropped when another descriptor of the file is closed (the classic POSIX-lock trap). */
+    if (fcntl(f->fd, F_OFD_SETLK, &fl) == 0) return IQDB_OK;
+    if (errno == EACCES || errno == EAGAIN) return IQDB_BUSY;
+    if (errno != EINVAL) return ioerr(IQDB_IOERR_LOCK);
+#endif
     if (fcntl(f->fd, F_SETLK, &fl) == 0) return IQDB_OK;
     if (errno == EACCES || errno == EAGAIN) return IQDB_BUSY;
     return ioerr(IQDB_IOERR_LOCK);

@@ -64,8 +64,9 @@ typedef struct iqdb__rwlock {
     unsigned readers; /* active readers */
     unsigned waiting_readers;
     unsigned waiting_writers;
-    int writer;    /* a writer holds the lock */
-    int read_turn; /* readers that waited through a write get in before the next writer */
+    unsigned pending; /* readers admitted by the last writer that have not entered yet */
+    uint64_t gen;     /* bumped each time a leaving writer admits the waiting readers */
+    int writer;       /* a writer holds the lock */
 } iqdb__rwlock;
 
 int iqdb__rwlock_init(iqdb__rwlock *l);

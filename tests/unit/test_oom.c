@@ -1,0 +1,454 @@
+/*
+ * test_oom.c — the out-of-memory loop (SQLite's and libuv's pattern).
+ *
+ * For every public call: build a fresh database, record its full state, make allocation N fail
+ * (once — transient — or from N on — persistent), run the call, and check that it either
+ * succeeded with the right effect or returned IQDB_NOMEM with the database unchanged (every
+ * record's vector and metadata compared), that iqdb_check passes, and that closing leaks
+ * nothing. N runs 1, 2, ... until the call completes without meeting the failure.
+ */
+#include "../common/testutil.h"
+
+enum { DIM = 12, IDS = 64 };
+
+static iqdbt_alloc A;
+static iqdb_allocator AL;
+
+/* ---- state snapshots ------------------------------------------------------------------------ */
+
+typedef struct snapshot {
+    int present[IDS];
+    float vec[IDS][DIM];
+    char meta[IDS][256];
+    uint64_t count;
+} snapshot;
+
+static void meta_text(const iqdb_meta *m, char *out, size_t cap) {
+    out[0] = '\0';
+    if (!m) {
+        snprintf(out, cap, "(none)");
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < iqdb_meta_count(m); i++) {
+        const char *k;
+        iqdb_value v;
+        iqdb_meta_at(m, i, &k, &v);
+        int n = 0;
+        switch (v.type) {
+        case IQDB_TYPE_NULL: n = snprintf(out + used, cap - used, "%s=null;", k); break;
+        case IQDB_TYPE_BOOL: n = snprintf(out + used, cap - used, "%s=%d;", k, v.u.b); break;
+        case IQDB_TYPE_INT:
+            n = snprintf(out + used, cap - used, "%s=%lld;", k, (long long)v.u.i);
+            break;
+        case IQDB_TYPE_DOUBLE: n = snprintf(out + used, cap - used, "%s=%g;", k, v.u.d); break;
+        case IQDB_TYPE_STRING:
+            n = snprintf(out + used, cap - used, "%s='%.*s';", k, (int)v.u.s.len, v.u.s.ptr);
+            break;
+        }
+        if (n > 0) used += (size_t)n;
+        if (used >= cap) break;
+    }
+}
+
+static void take_snapshot(iqdb *db, snapshot *s) {
+    memset(s, 0, sizeof *s);
+    for (iqdb_id id = 0; id < IDS; id++) {
+        iqdb_meta *m = NULL;
+        int rc = iqdb_get(db, id, s->vec[id], &m);
+        assert_true(rc == IQDB_OK || rc == IQDB_NOTFOUND);
+        s->present[id] = rc == IQDB_OK;
+        if (rc == IQDB_OK) meta_text(m, s->meta[id], sizeof s->meta[id]);
+        iqdb_meta_destroy(m);
+    }
+    assert_int_equal(iqdb_count(db, &s->count), IQDB_OK);
+}
+
+static void assert_same(const snapshot *a, const snapshot *b, const char *op, long long n) {
+    if (a->count != b->count) {
+        print_error("%s N=%lld: count %llu -> %llu\n", op, n, (unsigned long long)a->count,
+                    (unsigned long long)b->count);
+        fail();
+    }
+    for (int id = 0; id < IDS; id++) {
+        if (a->present[id] != b->present[id] ||
+            (a->present[id] && (memcmp(a->vec[id], b->vec[id], sizeof a->vec[id]) ||
+                                strcmp(a->meta[id], b->meta[id])))) {
+            print_error("%s N=%lld: record %d changed by a failed call\n", op, n, id);
+            fail();
+        }
+    }
+}
+
+/* ---- fixtures ---------------------------------------------------------------------------------
+ */
+
+static void vec_of(float *v, uint64_t id, int version) {
+    for (int j = 0; j < DIM; j++)
+        v[j] = (float)((id * 7 + (uint64_t)j * 3 + (uint64_t)version) % 23) - 11;
+}
+
+static iqdb_meta *meta_of(uint64_t id, int version) {
+    iqdb_meta *m;
+    iqdb_meta_create(NULL, &m);
+    iqdb_meta_set_int(m, "id", (int64_t)id);
+    iqdb_meta_set_string(m, version ? "fresh_key" : "kind", id % 2 ? "odd" : "even");
+    if (id % 3 == 0) iqdb_meta_set_double(m, "third", (double)id / 3);
+    return m;
+}
+
+static iqdb *fresh_db(iqdb_metric metric) {
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, metric);
+    o.allocator = AL;
+    o.threads = 2;
+    iqdb *db;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    float v[DIM];
+    for (uint64_t id = 0; id < 40; id++) {
+        vec_of(v, id, 0);
+        iqdb_meta *m = id % 4 ? meta_of(id, 0) : NULL;
+        assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
+        iqdb_meta_destroy(m);
+    }
+    return db;
+}
+
+/* ---- operations under test ---------------------------------------------------------------- */
+
+typedef struct op_def {
+    const char *name;
+    /* runs the call; returns its code. `db` is a fresh database (NULL for open). */
+    int (*run)(iqdb **db);
+    /* checks the effect after a success */
+    void (*verify)(iqdb *db);
+} op_def;
+
+static int op_open(iqdb **db) {
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_COSINE);
+    o.allocator = AL;
+    o.threads = 3;
+    return iqdb_open(NULL, &o, db);
+}
+static void verify_open(iqdb *db) { assert_non_null(db); }
+
+static int op_upsert_new(iqdb **db) {
+    float v[DIM];
+    vec_of(v, 50, 1);
+    iqdb_meta *m = meta_of(50, 1);
+    int rc = iqdb_upsert(*db, 50, v, m);
+    iqdb_meta_destroy(m);
+    return rc;
+}
+static void verify_upsert_new(iqdb *db) {
+    float v[DIM], w[DIM];
+    vec_of(v, 50, 1);
+    assert_int_equal(iqdb_get(db, 50, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+
+static int op_upsert_replace(iqdb **db) {
+    float v[DIM];
+    vec_of(v, 5, 2);
+    iqdb_meta *m = meta_of(5, 1);
+    int rc = iqdb_upsert(*db, 5, v, m);
+    iqdb_meta_destroy(m);
+    return rc;
+}
+static void verify_upsert_replace(iqdb *db) {
+    float v[DIM], w[DIM];
+    vec_of(v, 5, 2);
+    assert_int_equal(iqdb_get(db, 5, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+
+static int op_upsert_batch(iqdb **db) {
+    iqdb_id ids[10] = {41, 42, 3, 43, 7, 44, 41, 45, 46, 60};
+    float v[10 * DIM];
+    iqdb_meta *ms[10];
+    for (int i = 0; i < 10; i++) {
+        vec_of(v + i * DIM, ids[i], 3 + i);
+        ms[i] = i % 3 ? meta_of(ids[i], 1) : NULL;
+    }
+    int rc = iqdb_upsert_batch(*db, 10, ids, v, (const iqdb_meta *const *)ms);
+    for (int i = 0; i < 10; i++) iqdb_meta_destroy(ms[i]);
+    return rc;
+}
+static void verify_upsert_batch(iqdb *db) {
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 40 + 7);
+    float v[DIM], w[DIM];
+    vec_of(v, 41, 3 + 6); /* the later duplicate */
+    assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+
+static int op_delete(iqdb **db) {
+    int existed;
+    int rc = iqdb_delete(*db, 9, &existed);
+    if (rc == IQDB_OK) assert_int_equal(existed, 1);
+    return rc;
+}
+static void verify_delete(iqdb *db) {
+    assert_int_equal(iqdb_get(db, 9, NULL, NULL), IQDB_NOTFOUND);
+}
+
+static int op_get(iqdb **db) {
+    iqdb_meta *m = NULL;
+    float v[DIM];
+    int rc = iqdb_get(*db, 6, v, &m);
+    if (rc == IQDB_OK) {
+        int64_t id;
+        assert_int_equal(iqdb_meta_get_int(m, "id", &id), IQDB_OK);
+        assert_int_equal(id, 6);
+    } else {
+        assert_null(m);
+    }
+    iqdb_meta_destroy(m);
+    return rc;
+}
+
+/* Search results from a database built the same way with no failure armed. */
+static iqdb_hit ref_hits[8][10];
+static size_t ref_n[8];
+
+static void reference_searches(int filtered) {
+    iqdbt_fail_off(&A);
+    iqdb *db = fresh_db(IQDB_METRIC_L2);
+    float q[8 * DIM];
+    for (int i = 0; i < 8; i++) vec_of(q + i * DIM, (uint64_t)i * 5 + 1, 7);
+    iqdb_filter *f = NULL;
+    if (filtered)
+        assert_int_equal(iqdb_filter_parse(NULL, "kind = 'odd' OR third > 4", 25, &f, NULL),
+                         IQDB_OK);
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    p.filter = f;
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(iqdb_search(db, q + i * DIM, 10, &p, ref_hits[i], &ref_n[i], NULL),
+                         IQDB_OK);
+    iqdb_filter_destroy(f);
+    iqdb_close(db);
+}
+
+static int do_search(iqdb *db, int filtered, int batch) {
+    float q[8 * DIM];
+    for (int i = 0; i < 8; i++) vec_of(q + i * DIM, (uint64_t)i * 5 + 1, 7);
+    iqdb_filter *f = NULL;
+    if (filtered)
+        assert_int_equal(iqdb_filter_parse(NULL, "kind = 'odd' OR third > 4", 25, &f, NULL),
+                         IQDB_OK);
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    p.filter = f;
+    iqdb_hit hits[8][10];
+    size_t n[8];
+    int rc = IQDB_OK;
+    if (batch) {
+        rc = iqdb_search_batch(db, q, 8, 10, &p, &hits[0][0], n);
+    } else {
+        for (int i = 0; i < 8 && rc == IQDB_OK; i++)
+            rc = iqdb_search(db, q + i * DIM, 10, &p, hits[i], &n[i], NULL);
+    }
+    if (rc == IQDB_OK) {
+        for (int i = 0; i < 8; i++) {
+            assert_int_equal(n[i], ref_n[i]);
+            assert_memory_equal(hits[i], ref_hits[i], n[i] * sizeof(iqdb_hit));
+        }
+    } else if (batch) {
+        for (int i = 0; i < 8; i++) assert_int_equal(n[i], 0);
+    }
+    iqdb_filter_destroy(f);
+    return rc;
+}
+
+static int op_search(iqdb **db) { return do_search(*db, 0, 0); }
+static int op_search_filtered(iqdb **db) { return do_search(*db, 1, 0); }
+static int op_search_batch(iqdb **db) { return do_search(*db, 0, 1); }
+static int op_search_batch_filtered(iqdb **db) { return do_search(*db, 1, 1); }
+
+static int op_check(iqdb **db) { return iqdb_check(*db); }
+static int op_stats(iqdb **db) {
+    iqdb_stats s = {.struct_size = sizeof s};
+    return iqdb_stats_get(*db, &s);
+}
+static int op_count(iqdb **db) {
+    uint64_t n;
+    return iqdb_count(*db, &n);
+}
+
+/* The loop itself. */
+static void oom_loop(const op_def *op, int filtered_ref) {
+    for (int persistent = 0; persistent <= 1; persistent++) {
+        long long n;
+        int completed = 0;
+        for (n = 1; n < 100000 && !completed; n++) {
+            if (filtered_ref >= 0) reference_searches(filtered_ref);
+            iqdb *db = op->run == op_open ? NULL : fresh_db(IQDB_METRIC_L2);
+            snapshot before, after;
+            if (db) take_snapshot(db, &before);
+            iqdbt_fail_after(&A, n, persistent);
+            int rc = op->run(&db);
+            int failed = atomic_load(&A.failed);
+            iqdbt_fail_off(&A);
+            if (rc != IQDB_OK) {
+                if (rc != IQDB_NOMEM) {
+                    print_error("%s N=%lld: returned %d (%s), not IQDB_NOMEM\n", op->name, n, rc,
+                                iqdb_errmsg(db));
+                    fail();
+                }
+                assert_true(failed);
+                if (op->run == op_open) {
+                    assert_null(db);
+                } else {
+                    take_snapshot(db, &after);
+                    assert_same(&before, &after, op->name, n);
+                }
+            } else if (op->verify) {
+                op->verify(db);
+            }
+            if (db) {
+                assert_int_equal(iqdb_check(db), IQDB_OK);
+                assert_int_equal(iqdb_close(db), IQDB_OK);
+            }
+            if (atomic_load(&A.live) != 0 || atomic_load(&A.bad_free)) {
+                print_error("%s N=%lld: %lld bytes leaked\n", op->name, n, atomic_load(&A.live));
+                fail();
+            }
+            completed = rc == IQDB_OK && !failed;
+        }
+        printf("%-24s %s: completed after %lld allocation failures\n", op->name,
+               persistent ? "persistent" : "transient ", n - 2);
+        assert_true(completed);
+    }
+}
+
+static void test_oom_open(void **s) {
+    (void)s;
+    op_def op = {"open", op_open, verify_open};
+    oom_loop(&op, -1);
+}
+static void test_oom_upsert_new(void **s) {
+    (void)s;
+    op_def op = {"upsert new", op_upsert_new, verify_upsert_new};
+    oom_loop(&op, -1);
+}
+static void test_oom_upsert_replace(void **s) {
+    (void)s;
+    op_def op = {"upsert replace", op_upsert_replace, verify_upsert_replace};
+    oom_loop(&op, -1);
+}
+static void test_oom_upsert_batch(void **s) {
+    (void)s;
+    op_def op = {"upsert_batch", op_upsert_batch, verify_upsert_batch};
+    oom_loop(&op, -1);
+}
+static void test_oom_delete(void **s) {
+    (void)s;
+    op_def op = {"delete", op_delete, verify_delete};
+    oom_loop(&op, -1);
+}
+static void test_oom_get(void **s) {
+    (void)s;
+    op_def op = {"get", op_get, NULL};
+    oom_loop(&op, -1);
+}
+static void test_oom_search(void **s) {
+    (void)s;
+    op_def a = {"search", op_search, NULL};
+    oom_loop(&a, 0);
+    op_def b = {"search filtered", op_search_filtered, NULL};
+    oom_loop(&b, 1);
+}
+static void test_oom_search_batch(void **s) {
+    (void)s;
+    op_def a = {"search_batch", op_search_batch, NULL};
+    oom_loop(&a, 0);
+    op_def b = {"search_batch filtered", op_search_batch_filtered, NULL};
+    oom_loop(&b, 1);
+}
+static void test_oom_check_stats_count(void **s) {
+    (void)s;
+    op_def a = {"check", op_check, NULL};
+    oom_loop(&a, -1);
+    op_def b = {"stats", op_stats, NULL};
+    oom_loop(&b, -1);
+    op_def c = {"count", op_count, NULL};
+    oom_loop(&c, -1);
+}
+
+/* Free-standing objects: metadata and filters built through the failing allocator. */
+static void test_oom_meta_and_filters(void **s) {
+    (void)s;
+    for (int persistent = 0; persistent <= 1; persistent++) {
+        int done = 0;
+        long long n;
+        for (n = 1; !done && n < 10000; n++) {
+            iqdbt_fail_after(&A, n, persistent);
+            iqdb_meta *m = NULL;
+            iqdb_filter *f = NULL, *g = NULL, *h = NULL;
+            int rc = iqdb_meta_create(&AL, &m);
+            if (rc == IQDB_OK) rc = iqdb_meta_set_string(m, "title", "hello");
+            if (rc == IQDB_OK) rc = iqdb_meta_set_int(m, "year", 2024);
+            const char *text =
+                "title = 'hello' AND (year >= 2020 OR tag IN ('a', 'b', 'c')) AND NOT x = 1";
+            if (rc == IQDB_OK) rc = iqdb_filter_parse(&AL, text, strlen(text), &f, NULL);
+            iqdb_value vals[3] = {iqdb_int(1), iqdb_str("two"), iqdb_double(3.5)};
+            if (rc == IQDB_OK) rc = iqdb_filter_in(&AL, "k", vals, 3, &g);
+            if (rc == IQDB_OK) {
+                iqdb_filter *kids[2] = {g, NULL};
+                g = NULL;
+                rc = iqdb_filter_eq(&AL, "year", iqdb_int(2024), &kids[1]);
+                if (rc == IQDB_OK)
+                    rc = iqdb_filter_or(&AL, kids, 2, &h);
+                else
+                    iqdb_filter_destroy(kids[0]);
+            }
+            int failed = atomic_load(&A.failed);
+            iqdbt_fail_off(&A);
+            if (rc) assert_int_equal(rc, IQDB_NOMEM);
+            if (rc == IQDB_OK) {
+                int r1, r2;
+                assert_int_equal(iqdb_filter_matches(f, m, &r1), IQDB_OK);
+                assert_int_equal(iqdb_filter_matches(h, m, &r2), IQDB_OK);
+                assert_int_equal(r1, 1);
+                assert_int_equal(r2, 1);
+            }
+            iqdb_filter_destroy(f);
+            iqdb_filter_destroy(g);
+            iqdb_filter_destroy(h);
+            iqdb_meta_destroy(m);
+            assert_int_equal(atomic_load(&A.live), 0);
+            done = rc == IQDB_OK && !failed;
+        }
+        assert_true(done);
+        printf("meta+filters %s: completed after %lld allocation failures\n",
+               persistent ? "persistent" : "transient ", n - 2);
+    }
+}
+
+static int setup(void **state) {
+    (void)state;
+    iqdbt_alloc_reset(&A);
+    AL = iqdbt_allocator(&A, 1);
+    return 0;
+}
+
+int main(void) {
+    iqdbt_simd_gate();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_oom_open, setup),
+        cmocka_unit_test_setup(test_oom_upsert_new, setup),
+        cmocka_unit_test_setup(test_oom_upsert_replace, setup),
+        cmocka_unit_test_setup(test_oom_upsert_batch, setup),
+        cmocka_unit_test_setup(test_oom_delete, setup),
+        cmocka_unit_test_setup(test_oom_get, setup),
+        cmocka_unit_test_setup(test_oom_search, setup),
+        cmocka_unit_test_setup(test_oom_search_batch, setup),
+        cmocka_unit_test_setup(test_oom_check_stats_count, setup),
+        cmocka_unit_test_setup(test_oom_meta_and_filters, setup),
+    };
+    return cmocka_run_group_tests_name("oom", tests, NULL, NULL);
+}
