@@ -7,7 +7,9 @@
  * footwear"), timing each and checking the answers (every filtered hit has the right class, a
  * filtered search returns k hits, batch equals single). Usage:
  *
- *   fashion_demo [--queries N] [--k K] [--threads T]
+ *   fashion_demo [--queries N] [--base N] [--k K] [--threads T]
+ *
+ * --base keeps only the first N training images (the test suite runs a small demo).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -15,8 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "fmnist.h"
+#include "datasets.h"
 #include "iqdb.h"
+
+#define FMNIST_DIM 784
 
 static double now(void) {
     struct timespec ts;
@@ -34,7 +38,7 @@ static double now(void) {
     } while (0)
 
 int main(int argc, char **argv) {
-    size_t n_queries = 2000, k = 10;
+    size_t n_queries = 2000, k = 10, max_base = 0;
     unsigned threads = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--queries"))
@@ -43,17 +47,26 @@ int main(int argc, char **argv) {
             k = (size_t)atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads"))
             threads = (unsigned)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--base"))
+            max_base = (size_t)atol(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: %s [--queries N] [--k K] [--threads T]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--queries N] [--base N] [--k K] [--threads T]\n", argv[0]);
             return 2;
         }
     }
-    size_t n_base, n_test, n_bl, n_tl;
+    size_t n_base, n_test, n_bl, n_tl, dim;
+    float *base, *test;
+    unsigned char *base_lab, *test_lab;
+    char err[512];
     double t0 = now();
-    float *base = fmnist_images("train", &n_base), *test = fmnist_images("t10k", &n_test);
-    unsigned char *base_lab = fmnist_labels("train", &n_bl),
-                  *test_lab = fmnist_labels("t10k", &n_tl);
-    if (!base || !test || !base_lab || !test_lab || n_bl != n_base || n_tl != n_test) return 1;
+    if (ds_fmnist_load(NULL, 0, &base, &n_base, &dim, err, sizeof err) ||
+        ds_fmnist_load(NULL, 1, &test, &n_test, &dim, err, sizeof err) ||
+        ds_fmnist_labels(NULL, 0, &base_lab, &n_bl, err, sizeof err) ||
+        ds_fmnist_labels(NULL, 1, &test_lab, &n_tl, err, sizeof err)) {
+        fprintf(stderr, "%s\n(the demo needs Debian's dataset-fashion-mnist package)\n", err);
+        return 1;
+    }
+    if (max_base && n_base > max_base) n_base = max_base;
     if (n_queries > n_test) n_queries = n_test;
     printf("loaded %zu base and %zu query images (%d dims) in %.2f s\n", n_base, n_test, FMNIST_DIM,
            now() - t0);
@@ -75,7 +88,7 @@ int main(int argc, char **argv) {
         ids[i] = i;
         CHECK(iqdb_meta_create(NULL, &metas[i]));
         CHECK(iqdb_meta_set_int(metas[i], "class", base_lab[i]));
-        CHECK(iqdb_meta_set_string(metas[i], "name", fmnist_class_names[base_lab[i]]));
+        CHECK(iqdb_meta_set_string(metas[i], "name", ds_fmnist_class_names[base_lab[i]]));
     }
     t0 = now();
     CHECK(iqdb_upsert_batch(db, n_base, ids, base, (const iqdb_meta *const *)metas));
@@ -142,7 +155,7 @@ int main(int argc, char **argv) {
     /* One query in detail. */
     size_t n;
     CHECK(iqdb_search(db, test, 5, NULL, fh, &n, NULL));
-    printf("query 0 is a %s; its 5 nearest images:\n", fmnist_class_names[test_lab[0]]);
+    printf("query 0 is a %s; its 5 nearest images:\n", ds_fmnist_class_names[test_lab[0]]);
     for (size_t i = 0; i < n; i++) {
         iqdb_meta *m;
         const char *name;

@@ -61,6 +61,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -282,8 +283,7 @@ typedef struct iqdb_options {
  * Threads: none (on `o`). Since: 0.1.
  */
 static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric metric) {
-    iqdb_options zero = {0};
-    *o = zero;
+    memset(o, 0, sizeof *o);
     o->struct_size = sizeof *o;
     o->dim = dim;
     o->metric = metric;
@@ -632,8 +632,7 @@ typedef struct iqdb_search_params {
 
 /** Defaults (no filter, index search). Inline. Threads: none (on `p`). Since: 0.1. */
 static inline void iqdb_search_params_init(iqdb_search_params *p) {
-    iqdb_search_params zero = {0};
-    *p = zero;
+    memset(p, 0, sizeof *p);
     p->struct_size = sizeof *p;
 }
 

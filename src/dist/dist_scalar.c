@@ -57,6 +57,7 @@ static inline V STEP_HAM(V acc, V q, V x) {
     return acc;
 }
 
+#define IQDB_NO_TILE_UNROLL
 #define QB 2
 #define RB 2
 #define ISA scalar

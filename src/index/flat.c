@@ -19,6 +19,26 @@
 #define GROUP 64
 #define MAX_QBLOCK 128
 
+/* Offers m computed rows to the heap, rejecting in the raw domain first (see metric.h). */
+static void push_rows(const iqdb__env *env, float qnorm, const float *raw, const uint32_t *slots,
+                      size_t m, iqdb__topk *top) {
+    const iqdb__store *st = env->store;
+    const iqdb_metric metric = env->metric;
+    float bound = iqdb__topk_bound(top), lim = iqdb__raw_limit(metric, bound);
+    for (size_t i = 0; i < m; i++) {
+        if (iqdb__raw_key(metric, raw[i]) > lim) continue;
+        uint32_t slot = slots[i];
+        float dist = iqdb__finish(metric, raw[i], qnorm, st->sqnorm[slot]);
+        if (dist > bound) continue;
+        iqdb__topk_push(top, dist, st->seqs[slot], slot);
+        float nb = iqdb__topk_bound(top);
+        if (nb != bound) {
+            bound = nb;
+            lim = iqdb__raw_limit(metric, bound);
+        }
+    }
+}
+
 int iqdb__flat_search(const iqdb__env *env, const iqdb__query *q, iqdb__scratch *s, iqdb__topk *top,
                       iqdb__sinfo *info) {
     const iqdb__store *st = env->store;
@@ -39,14 +59,7 @@ int iqdb__flat_search(const iqdb__env *env, const iqdb__query *q, iqdb__scratch 
         if (!m) continue;
         matched += m;
         rows(q->vec, s->ptrs, m, d, s->dbuf);
-        float bound = iqdb__topk_bound(top);
-        for (size_t i = 0; i < m; i++) {
-            uint32_t slot = s->slots[i];
-            float dist = iqdb__finish(env->metric, s->dbuf[i], q->qnorm, st->sqnorm[slot]);
-            if (dist > bound) continue;
-            iqdb__topk_push(top, dist, st->seqs[slot], slot);
-            bound = iqdb__topk_bound(top);
-        }
+        push_rows(env, q->qnorm, s->dbuf, s->slots, m, top);
     }
     info->complete = 1;
     info->strategy = q->filter ? IQDB_STRATEGY_SCAN_FILTERED : IQDB_STRATEGY_SCAN;
@@ -113,15 +126,7 @@ static void batch_task(void *arg, size_t task) {
         for (size_t i = 0; i < nq; i++) {
             iqdb__topk t = {s->cand + i * k, fill[i], k};
             float qn = b->qnorms ? b->qnorms[q0 + i] : 0.0f;
-            float bound = iqdb__topk_bound(&t);
-            const float *row = s->dbuf + i * m;
-            for (size_t j = 0; j < m; j++) {
-                uint32_t slot = s->slots[j];
-                float dist = iqdb__finish(env->metric, row[j], qn, st->sqnorm[slot]);
-                if (dist > bound) continue;
-                iqdb__topk_push(&t, dist, st->seqs[slot], slot);
-                bound = iqdb__topk_bound(&t);
-            }
+            push_rows(env, qn, s->dbuf + i * m, s->slots, m, &t);
             fill[i] = t.n;
         }
     }

