@@ -224,24 +224,34 @@ static int take_literal(parser *p, iqdb__mem *mem, iqdb_value *v, char **owned, 
         *owned_len = n;
         *v = iqdb_strn(buf, o);
     } else if (p->t.kind == T_NUMBER) {
-        char tmp[64];
-        if (n >= sizeof tmp) return perr(p, p->t.pos, "number literal too long");
+        /* The token holds only [-+.0-9eE] (the tokenizer checked), so it has no length limit:
+         * copy it where strtoll / strtod can read it NUL-terminated. */
+        char small[64], *tmp = small;
+        if (n >= sizeof small) {
+            tmp = iqdb__alloc(mem, n + 1);
+            if (!tmp) return iqdb__nomem(NULL);
+        }
         memcpy(tmp, s, n);
         tmp[n] = '\0';
         int is_int = !memchr(tmp, '.', n) && !memchr(tmp, 'e', n) && !memchr(tmp, 'E', n);
+        int done = 0;
         if (is_int) {
             errno = 0;
             char *end;
             long long ll = strtoll(tmp, &end, 10);
             if (errno == 0 && *end == '\0') {
                 *v = iqdb_int((int64_t)ll);
-                return next(p);
+                done = 1;
             }
         }
-        char *end;
-        double d = strtod(tmp, &end);
-        if (*end != '\0' || isnan(d)) return perr(p, p->t.pos, "malformed number");
-        *v = iqdb_double(d);
+        if (!done) {
+            char *end;
+            double d = strtod(tmp, &end);
+            done = *end == '\0' && !isnan(d);
+            if (done) *v = iqdb_double(d);
+        }
+        if (tmp != small) iqdb__free(mem, tmp, n + 1);
+        if (!done) return perr(p, p->t.pos, "malformed number");
     } else if (kw(p, "TRUE")) {
         *v = iqdb_bool(1);
     } else if (kw(p, "FALSE")) {
@@ -251,7 +261,13 @@ static int take_literal(parser *p, iqdb__mem *mem, iqdb_value *v, char **owned, 
     } else {
         return perr(p, p->t.pos, "expected a literal (string, number, TRUE, FALSE or NULL)");
     }
-    return next(p);
+    int rc = next(p);
+    if (rc && *owned) { /* the caller only frees what a successful call hands over */
+        iqdb__free(mem, *owned, *owned_len);
+        *owned = NULL;
+        *owned_len = 0;
+    }
+    return rc;
 }
 
 static int parse_expr(parser *p, iqdb_filter **out);

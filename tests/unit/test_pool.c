@@ -142,9 +142,10 @@ static void test_pool_rwlock_exclusion_and_fairness(void **state) {
            atomic_load(&c->writes), atomic_load(&c->max_readers));
     assert_int_equal(atomic_load(&c->violations), 0);
     /* Neither side starves. Before the generation fix a stream of readers held the readers'
-     * turn open: 92 writes against 446,294 reads; after it, about 1 write per 8 reads. */
-    assert_true(atomic_load(&c->writes) * 100 > atomic_load(&c->reads));
-    assert_true(atomic_load(&c->reads) * 100 > atomic_load(&c->writes));
+     * turn open: 92 writes against 446,294 reads (1 : 4,850); after it, about 1 : 10. The bound
+     * is loose because the OS may starve the writer threads of CPU (this test runs serially). */
+    assert_true(atomic_load(&c->writes) * 1000 > atomic_load(&c->reads));
+    assert_true(atomic_load(&c->reads) * 1000 > atomic_load(&c->writes));
     iqdb__rwlock_destroy(&c->lock);
     free(c);
 }
