@@ -37,6 +37,22 @@
 #define IQDB_CAT(a, b) IQDB_CAT2(a, b)
 #define IQDB_NAME(op, shape) IQDB_CAT(IQDB_CAT(iqdb__, op), IQDB_CAT(shape, IQDB_CAT(_f32_, ISA)))
 
+/* The rows shape: one query against many rows. An ISA file may define IQDB_ROWS_IMPL itself to
+ * use other instructions for this memory-bound shape, as long as the arithmetic is the same. */
+#ifndef IQDB_ROWS_IMPL
+#define IQDB_ROWS_IMPL(op)                                                                        \
+    void IQDB_NAME(op, _rows)(const float *q, const float *const *xs, size_t n, size_t d,         \
+                              float *out) {                                                       \
+        for (size_t i = 0; i < n; i++) {                                                          \
+            if (i + 1 < n) {                                                                      \
+                IQDB_PREFETCH(xs[i + 1]);                                                         \
+                IQDB_PREFETCH(xs[i + 1] + 16);                                                    \
+            }                                                                                     \
+            out[i] = IQDB_NAME(op, _pair)(q, xs[i], d);                                           \
+        }                                                                                         \
+    }
+#endif
+
 #define IQDB_DEFINE_OP(op, STEP)                                                                  \
     static inline V IQDB_CAT(op##_block_, ISA)(V acc, const float *a, const float *b, size_t blk, \
                                                size_t nfull, size_t r) {                          \
@@ -58,16 +74,7 @@
         if (blk < nb) acc3 = IQDB_CAT(op##_block_, ISA)(acc3, a, b, blk++, nfull, r);             \
         return V_HSUM(V_ADD(V_ADD(acc0, acc1), V_ADD(acc2, acc3)));                               \
     }                                                                                             \
-    void IQDB_NAME(op, _rows)(const float *q, const float *const *xs, size_t n, size_t d,         \
-                              float *out) {                                                       \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            if (i + 1 < n) {                                                                      \
-                IQDB_PREFETCH(xs[i + 1]);                                                         \
-                IQDB_PREFETCH(xs[i + 1] + 16);                                                    \
-            }                                                                                     \
-            out[i] = IQDB_NAME(op, _pair)(q, xs[i], d);                                           \
-        }                                                                                         \
-    }                                                                                             \
+    IQDB_ROWS_IMPL(op)                                                                            \
     /* One micro-tile: QB queries x RB rows, four passes (one per accumulator) so that each       \
      * pass needs only QB*RB live accumulators. */                                                \
     static void IQDB_CAT(op##_micro_, ISA)(const float *const *qs, const float *const *xs,        \
