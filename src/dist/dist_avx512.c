@@ -72,17 +72,17 @@ static inline __m256 S8_ham(__m256 acc, __m256 q, __m256 x) {
 }
 
 /* One 16-float block into accumulator k (both halves); the last block may be partial. */
-#define ROWS_BLOCK(S, k, blk)                                                                     \
-    do {                                                                                          \
-        size_t o_ = (blk) * 16;                                                                   \
-        if ((blk) < nfull) {                                                                      \
-            lo[k] = S(lo[k], _mm256_loadu_ps(a + o_), _mm256_loadu_ps(b + o_));                   \
-            hi[k] = S(hi[k], _mm256_loadu_ps(a + o_ + 8), _mm256_loadu_ps(b + o_ + 8));           \
-        } else {                                                                                  \
-            size_t r0 = r < 8 ? r : 8, r1 = r > 8 ? r - 8 : 0;                                    \
-            lo[k] = S(lo[k], ld8t(a + o_, r0), ld8t(b + o_, r0));                                 \
-            hi[k] = S(hi[k], ld8t(a + o_ + 8, r1), ld8t(b + o_ + 8, r1));                         \
-        }                                                                                         \
+#define ROWS_BLOCK(S, k, blk)                                                           \
+    do {                                                                                \
+        size_t o_ = (blk)*16;                                                           \
+        if ((blk) < nfull) {                                                            \
+            lo[k] = S(lo[k], _mm256_loadu_ps(a + o_), _mm256_loadu_ps(b + o_));         \
+            hi[k] = S(hi[k], _mm256_loadu_ps(a + o_ + 8), _mm256_loadu_ps(b + o_ + 8)); \
+        } else {                                                                        \
+            size_t r0 = r < 8 ? r : 8, r1 = r > 8 ? r - 8 : 0;                          \
+            lo[k] = S(lo[k], ld8t(a + o_, r0), ld8t(b + o_, r0));                       \
+            hi[k] = S(hi[k], ld8t(a + o_ + 8, r1), ld8t(b + o_ + 8, r1));               \
+        }                                                                               \
     } while (0)
 
 #define IQDB_ROWS_IMPL(op)                                                                        \
@@ -101,7 +101,7 @@ static inline __m256 S8_ham(__m256 acc, __m256 q, __m256 x) {
         __m256 h = _mm256_add_ps(_mm256_add_ps(hi[0], hi[1]), _mm256_add_ps(hi[2], hi[3]));       \
         return hsum8(_mm256_add_ps(l, h));                                                        \
     }                                                                                             \
-    void iqdb__##op##_rows_f32_avx512(const float *q, const float *const *xs, size_t n, size_t d,  \
+    void iqdb__##op##_rows_f32_avx512(const float *q, const float *const *xs, size_t n, size_t d, \
                                       float *out) {                                               \
         for (size_t i = 0; i < n; i++) out[i] = op##_row256(q, xs[i], d);                         \
     }

@@ -40,16 +40,16 @@
 /* The rows shape: one query against many rows. An ISA file may define IQDB_ROWS_IMPL itself to
  * use other instructions for this memory-bound shape, as long as the arithmetic is the same. */
 #ifndef IQDB_ROWS_IMPL
-#define IQDB_ROWS_IMPL(op)                                                                        \
-    void IQDB_NAME(op, _rows)(const float *q, const float *const *xs, size_t n, size_t d,         \
-                              float *out) {                                                       \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            if (i + 1 < n) {                                                                      \
-                IQDB_PREFETCH(xs[i + 1]);                                                         \
-                IQDB_PREFETCH(xs[i + 1] + 16);                                                    \
-            }                                                                                     \
-            out[i] = IQDB_NAME(op, _pair)(q, xs[i], d);                                           \
-        }                                                                                         \
+#define IQDB_ROWS_IMPL(op)                                                                \
+    void IQDB_NAME(op, _rows)(const float *q, const float *const *xs, size_t n, size_t d, \
+                              float *out) {                                               \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            if (i + 1 < n) {                                                              \
+                IQDB_PREFETCH(xs[i + 1]);                                                 \
+                IQDB_PREFETCH(xs[i + 1] + 16);                                            \
+            }                                                                             \
+            out[i] = IQDB_NAME(op, _pair)(q, xs[i], d);                                   \
+        }                                                                                 \
     }
 #endif
 
@@ -81,34 +81,35 @@
                                            size_t d, float *out, size_t ostride) {                \
         size_t nfull = d / W, r = d % W, nb = nfull + (r != 0);                                   \
         V part[4][QB][RB];                                                                        \
-        IQDB_UNROLL for (size_t pa = 0; pa < 4; pa++) {                                                       \
+        IQDB_UNROLL for (size_t pa = 0; pa < 4; pa++) {                                           \
             V acc[QB][RB];                                                                        \
-            IQDB_UNROLL for (int i = 0; i < QB; i++)                                                          \
-                IQDB_UNROLL for (int j = 0; j < RB; j++) acc[i][j] = V_ZERO();                                \
+            IQDB_UNROLL for (int i = 0; i < QB; i++) IQDB_UNROLL for (int j = 0; j < RB; j++)     \
+                acc[i][j] = V_ZERO();                                                             \
             size_t blk = pa;                                                                      \
             for (; blk < nfull; blk += 4) {                                                       \
                 V x[RB];                                                                          \
-                IQDB_UNROLL for (int j = 0; j < RB; j++) x[j] = V_LOAD(xs[j] + blk * W);                      \
-                IQDB_UNROLL for (int i = 0; i < QB; i++) {                                                    \
+                IQDB_UNROLL for (int j = 0; j < RB; j++) x[j] = V_LOAD(xs[j] + blk * W);          \
+                IQDB_UNROLL for (int i = 0; i < QB; i++) {                                        \
                     V qv = V_LOAD(qs[i] + blk * W);                                               \
-                    IQDB_UNROLL for (int j = 0; j < RB; j++) acc[i][j] = STEP(acc[i][j], qv, x[j]);           \
+                    IQDB_UNROLL for (int j = 0; j < RB; j++) acc[i][j] =                          \
+                        STEP(acc[i][j], qv, x[j]);                                                \
                 }                                                                                 \
             }                                                                                     \
             if (blk < nb) { /* the zero-padded last block belongs to this accumulator */          \
                 V x[RB];                                                                          \
-                IQDB_UNROLL for (int j = 0; j < RB; j++) x[j] = V_LOADT(xs[j] + blk * W, r);                  \
-                IQDB_UNROLL for (int i = 0; i < QB; i++) {                                                    \
+                IQDB_UNROLL for (int j = 0; j < RB; j++) x[j] = V_LOADT(xs[j] + blk * W, r);      \
+                IQDB_UNROLL for (int i = 0; i < QB; i++) {                                        \
                     V qv = V_LOADT(qs[i] + blk * W, r);                                           \
-                    IQDB_UNROLL for (int j = 0; j < RB; j++) acc[i][j] = STEP(acc[i][j], qv, x[j]);           \
+                    IQDB_UNROLL for (int j = 0; j < RB; j++) acc[i][j] =                          \
+                        STEP(acc[i][j], qv, x[j]);                                                \
                 }                                                                                 \
             }                                                                                     \
-            IQDB_UNROLL for (int i = 0; i < QB; i++)                                                          \
-                IQDB_UNROLL for (int j = 0; j < RB; j++) part[pa][i][j] = acc[i][j];                          \
+            IQDB_UNROLL for (int i = 0; i < QB; i++) IQDB_UNROLL for (int j = 0; j < RB; j++)     \
+                part[pa][i][j] = acc[i][j];                                                       \
         }                                                                                         \
-        IQDB_UNROLL for (int i = 0; i < QB; i++)                                                              \
-            IQDB_UNROLL for (int j = 0; j < RB; j++)                                                          \
-                out[(size_t)i * ostride + (size_t)j] = V_HSUM(V_ADD(                              \
-                    V_ADD(part[0][i][j], part[1][i][j]), V_ADD(part[2][i][j], part[3][i][j])));   \
+        IQDB_UNROLL for (int i = 0; i < QB; i++) IQDB_UNROLL for (int j = 0; j < RB; j++)         \
+            out[(size_t)i * ostride + (size_t)j] = V_HSUM(                                        \
+                V_ADD(V_ADD(part[0][i][j], part[1][i][j]), V_ADD(part[2][i][j], part[3][i][j]))); \
     }                                                                                             \
     void IQDB_NAME(op, _tile)(const float *const *qs, size_t nq, const float *const *xs,          \
                               size_t nx, size_t d, float *out) {                                  \
