@@ -44,7 +44,7 @@ struct iqdb__dur {
     iqdb__mutex mu;
     iqdb__cond cv;
     uint64_t appended_lsn, synced_lsn, ckpt_lsn, generation, wal_bytes, n_syncs, n_ckpts;
-    int syncing, fatal, fatal_rc, stop;
+    int syncing, fatal, fatal_rc, fatal_errno, stop;
     iqdb__thread thread;
     int has_thread, has_sync;
 };
@@ -70,7 +70,8 @@ static void lead_sync(iqdb__dur *d) {
     d->n_syncs++;
     if (rc) {
         d->fatal = 1; /* never retried */
-        d->fatal_rc = rc;
+        d->fatal_rc = IQDB_IOERR_FSYNC;
+        d->fatal_errno = iqdb__io_last_errno();
     } else if (target > d->synced_lsn) {
         d->synced_lsn = target;
     }
@@ -94,8 +95,9 @@ static int wait_durable(iqdb *db, uint64_t lsn) {
     iqdb__mutex_unlock(&d->mu);
     if (rc)
         return iqdb__fail(db, rc,
-                          "fsync of the WAL failed: this write may or may not survive a reopen, "
-                          "and the handle now refuses writes");
+                          "fsync of the WAL failed (errno %d): this write may or may not survive "
+                          "a reopen, and the handle now refuses writes",
+                          d->fatal_errno);
     return IQDB_OK;
 }
 
@@ -438,8 +440,9 @@ static int recover(iqdb *db) {
         if (rec.need_reset) IQDB_TRY(iqdb__wal_reset(&d->wal, d->generation, d->ckpt_lsn + 1));
         /* What was replayed may have lived only in the OS cache (after a process crash): make it
          * durable now, since later records will claim it is. */
-        else if (rec.records)
-            IQDB_TRY(d->io->sync(d->wal.f));
+        else if (rec.records && d->io->sync(d->wal.f))
+            return iqdb__fail(NULL, IQDB_IOERR_FSYNC, "fsync of the WAL failed (errno %d)",
+                              iqdb__io_last_errno());
     }
     d->appended_lsn = d->synced_lsn = d->last_lsn;
     d->wal_bytes = d->wal.end;

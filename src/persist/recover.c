@@ -44,7 +44,7 @@ int iqdb__checkpoint_files(const iqdb__io *io, const iqdb__paths *p, const iqdb_
         return iqdb__fail(NULL, rc, "renaming the new snapshot failed (errno %d)",
                           iqdb__io_last_errno());
     }
-    rc = io->sync_dir(io, p->snap);
+    rc = io->sync_dir(io, p->snap) ? IQDB_IOERR_DIRSYNC : IQDB_OK;
     if (rc) {
         *stage = IQDB__CKPT_UNKNOWN;
         return iqdb__fail(NULL, rc, "fsync of the database's directory failed (errno %d)",

@@ -139,7 +139,7 @@ static int write_all(writer *w, const iqdb__snap_src *src) {
         sec[i] = w->cur;
     }
     IQDB_TRY(write_header(w, src, sec));
-    return w->io->sync(w->f);
+    return w->io->sync(w->f) ? IQDB_IOERR_FSYNC : IQDB_OK;
 }
 
 int iqdb__snapshot_write(const iqdb__io *io, const char *path, const iqdb__snap_src *src, int codec,

@@ -127,9 +127,9 @@ int iqdb__wal_reset(iqdb__wal *w, uint64_t generation, uint64_t start_lsn) {
     /* Empty and sync first: a crash then leaves either the old WAL or at most a header's worth
      * of bytes, never a new header in front of old records. */
     int rc = w->io->truncate(w->f, 0);
-    if (rc == IQDB_OK) rc = w->io->sync(w->f);
+    if (rc == IQDB_OK && w->io->sync(w->f)) rc = IQDB_IOERR_FSYNC;
     if (rc == IQDB_OK) rc = w->io->write_at(w->f, h, sizeof h, 0);
-    if (rc == IQDB_OK) rc = w->io->sync(w->f);
+    if (rc == IQDB_OK && w->io->sync(w->f)) rc = IQDB_IOERR_FSYNC;
     if (rc) return ioerr(rc, "resetting");
     w->generation = generation;
     w->start_lsn = start_lsn;
@@ -333,7 +333,7 @@ int iqdb__wal_recover(iqdb__wal *w, uint64_t snap_gen, uint64_t snap_lsn, int re
         out->truncated = 1;
         if (!read_only) {
             rc = w->io->truncate(w->f, pos);
-            if (rc == IQDB_OK) rc = w->io->sync(w->f);
+            if (rc == IQDB_OK && w->io->sync(w->f)) rc = IQDB_IOERR_FSYNC;
             if (rc) return ioerr(rc, "cutting the torn tail of");
         }
     }

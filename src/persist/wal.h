@@ -25,7 +25,8 @@ typedef struct iqdb__wal {
 } iqdb__wal;
 
 /* Empties the WAL and starts generation `generation` at `start_lsn`: truncate to 0, fsync,
- * write the header, fsync. */
+ * write the header, fsync. A failed fsync is reported as IQDB_IOERR_FSYNC whatever the OS said
+ * (ENOSPC included), so callers can tell the failures that must make a handle fatal. */
 int iqdb__wal_reset(iqdb__wal *w, uint64_t generation, uint64_t start_lsn);
 /* Writes the built record at `end`. On failure the file is cut back (best effort) and nothing
  * changed. */
