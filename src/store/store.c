@@ -193,6 +193,31 @@ int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink) {
 /* A dead slot while loading: added as a placeholder row, marked 2 until the free list names it. */
 #define PENDING_DEAD 2
 
+/* Reads `len` bytes into a new block that grows (doubling) only as the bytes arrive, so a
+ * hostile length cannot make the reader allocate memory the input does not back. */
+static int read_growing(iqdb__mem *mem, iqdb__source *src, uint32_t len, uint8_t **out) {
+    uint8_t *b = NULL;
+    size_t have = 0;
+    *out = NULL;
+    while (have < len) {
+        size_t step = IQDB_MIN((size_t)len - have, IQDB_MAX(have, (size_t)4096));
+        uint8_t *nb = iqdb__realloc(mem, b, have, have + step);
+        if (!nb) {
+            iqdb__free(mem, b, have);
+            return IQDB_NOMEM;
+        }
+        b = nb;
+        int rc = src->read(src->ctx, b + have, step);
+        have += step;
+        if (rc) {
+            iqdb__free(mem, b, have);
+            return rc;
+        }
+    }
+    *out = b;
+    return IQDB_OK;
+}
+
 /* Reads one live row into a fresh slot. `vec` is scratch of dim floats. */
 static int load_live(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t next_seq,
                      float *vec) {
@@ -208,15 +233,7 @@ static int load_live(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint6
 #endif
     if (!iqdb__all_finite(vec, s->dim)) return IQDB_CORRUPT;
     uint8_t *blob = NULL;
-    if (mlen) {
-        blob = iqdb__alloc(s->mem, mlen);
-        if (!blob) return IQDB_NOMEM;
-        int rc = src->read(src->ctx, blob, mlen);
-        if (rc) {
-            iqdb__free(s->mem, blob, mlen);
-            return rc;
-        }
-    }
+    IQDB_TRY(read_growing(s->mem, src, mlen, &blob));
     uint32_t slot = iqdb__store_add(s, id, vec, dot(vec, vec, s->dim), blob, mlen);
     s->seqs[slot] = seq;
     iqdb__idmap_put(&s->map, id, slot);
@@ -249,7 +266,8 @@ int iqdb__store_load(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot) {
     uint64_t n_slots = iqdb__get64(h + 8), next_seq = iqdb__get64(h + 16);
     uint64_t count = iqdb__get64(h + 24), n_free = iqdb__get64(h + 32);
     if (iqdb__get32(h) != s->dim || iqdb__get32(h + 4) != 0 || n_slots > IQDB__MAX_SLOTS ||
-        count > n_slots || n_free != n_slots - count || s->n_slots != 0)
+        count > n_slots || n_free != n_slots - count || s->n_slots != 0 ||
+        next_seq > ((uint64_t)1 << 62)) /* far beyond any real count; leaves room to grow */
         return IQDB_CORRUPT;
     float *vec = iqdb__alloc(s->mem, s->dim * sizeof(float));
     if (!vec) return IQDB_NOMEM;
