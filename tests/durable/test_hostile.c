@@ -200,9 +200,11 @@ static void recrc_snapshot(uint8_t *s, size_t len) {
     iqdb__put32(s + 60, iqdb__crc32c(0, s, 60));
 }
 
-static void recrc_record(uint8_t *rec) {
+/* Recomputes a record's CRCs; the payload CRC only when the (hostile) length fits in `room`. */
+static void recrc_record(uint8_t *rec, size_t room) {
     uint32_t len = iqdb__get32(rec + 32);
-    iqdb__put32(rec + 4, iqdb__crc32c(0, rec + IQDB__REC_HDR, len));
+    if (len <= room - IQDB__REC_HDR)
+        iqdb__put32(rec + 4, iqdb__crc32c(0, rec + IQDB__REC_HDR, len));
     iqdb__put32(rec, iqdb__crc32c(0, rec + 4, IQDB__REC_HDR - 4));
 }
 
