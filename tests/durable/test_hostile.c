@@ -308,10 +308,7 @@ static void handcrafted(const ref *r) {
                 memcpy(w, r->wal, r->wal_len);
                 if (fo >= IQDB__REC_HDR && r->wal[off + 36] != IQDB__REC_UPSERT) continue;
                 poke(w + off + fo, 4, hostile[v]);
-                if (fo >= IQDB__REC_HDR || hostile[v] <= r->wal_len)
-                    recrc_record(w + off);
-                else
-                    iqdb__put32(w + off, iqdb__crc32c(0, w + off + 4, IQDB__REC_HDR - 4));
+                recrc_record(w + off, r->wal_len - off);
                 try_open(r, r->snap, r->snap_len, w, r->wal_len, CRAFTED, "hostile WAL field",
                          (long)(k * 1000 + (long)v));
             }
