@@ -382,7 +382,8 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * library does not know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no
  * database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an iqdb file, or a newer format
  * version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or structural check failed; a
- * record that fails its check with valid records after it is corruption, never skipped),
+ * damaged WAL record that a later record proves had been synced is corruption, never skipped;
+ * damage with no such proof is a torn tail from a crash and is cut off: docs/FORMAT.md, rule 4),
  * IQDB_IOERR_* (the extended code names the failed call).
  * Threads: shared (each call makes a new handle). Since: 0.1.
  */
