@@ -7,7 +7,9 @@
  *    PERIODIC (default period, 1000 ms) and NEVER, one writer each. Each trial runs for
  *    --seconds; the WAL fsyncs come from iqdb_stats (wal_syncs), so "fsyncs per write" shows
  *    the group commit at work (1.0 means one fsync per write). Automatic checkpoints are off
- *    (checkpoint_bytes = UINT64_MAX) so the figures are the WAL path alone.
+ *    (checkpoint_bytes = UINT64_MAX) so the figures are the WAL path alone. A baseline without
+ *    iqdb runs in the same rotation: one thread appending 640 bytes (about one record) with
+ *    pwrite and fsyncing after each, which is what the disk allows a single synchronous writer.
  * 2. Checkpoint and reopen of --n (1,000,000) x 128 float vectors, against reading the snapshot
  *    file once into memory: read(2) in 4 MiB chunks into one buffer, like cat, either a buffer
  *    whose pages were touched beforehand (the cheapest read there is) or freshly allocated
@@ -20,7 +22,8 @@
  *    fsyncs the directory and resets the WAL; each rep upserts one record first so there is
  *    something to checkpoint. Target: reopen <= 2x read-once.
  *
- * Trials are interleaved (rep 1 of every measurement, then rep 2, ...) and the tables show
+ * Trials are interleaved (rep 1 of every measurement, then rep 2, ...; the upsert trials start
+ * each rep at another policy and each after sync() and a 200 ms pause) and the tables show
  * medians, with min and max; ratios are medians of per-rep ratios. The load average is printed
  * before and after, because the machines this runs on are shared.
  *
@@ -122,10 +125,11 @@ static double loadavg(void) {
 typedef struct config {
     const char *name;
     iqdb_sync sync;
-    int threads;
+    int threads; /* 0: the raw pwrite + fsync baseline */
 } config;
 
 static const config configs[] = {
+    {"baseline: pwrite 640 B + fsync, no iqdb", IQDB_SYNC_ALWAYS, 0},
     {"ALWAYS, 1 writer", IQDB_SYNC_ALWAYS, 1},
     {"ALWAYS, 2 writers", IQDB_SYNC_ALWAYS, 2},
     {"ALWAYS, 8 writers", IQDB_SYNC_ALWAYS, 8},
@@ -160,6 +164,34 @@ static void *write_loop(void *arg) {
 typedef struct trial {
     double ops_per_s, syncs_per_write;
 } trial;
+
+/* The disk alone: append 640 bytes, fsync, repeat, for `seconds`. */
+static trial run_raw_fsync(void) {
+    char dir[512], path[600];
+    make_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/db", dir);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    if (fd < 0) {
+        perror(path);
+        exit(1);
+    }
+    uint8_t rec[640];
+    memset(rec, 0x5a, sizeof rec);
+    uint64_t n = 0;
+    double t0 = now(), t;
+    while ((t = now() - t0) < seconds) {
+        if (pwrite(fd, rec, sizeof rec, (off_t)(n * sizeof rec)) != (ssize_t)sizeof rec ||
+            fsync(fd) != 0) {
+            perror("pwrite/fsync");
+            exit(1);
+        }
+        n++;
+    }
+    close(fd);
+    remove_db(dir);
+    trial r = {(double)n / t, 1.0};
+    return r;
+}
 
 static trial run_upserts(const config *c, const float *pool) {
     char dir[512], path[600];
@@ -374,9 +406,16 @@ int main(int argc, char **argv) {
     if (!skip_upserts) {
         float *pool = malloc((size_t)8 * POOL * dim * sizeof *pool);
         fill(pool, (size_t)8 * POOL * dim, 42);
+        /* Each rep starts the rotation at another config, and every trial starts after sync(),
+         * so no trial inherits the previous one's writeback (a NEVER trial leaves hundreds of
+         * MiB behind) always in the same place. */
         for (int r = 0; r < reps; r++)
-            for (int c = 0; c < N_CONFIGS; c++) {
-                trial t = run_upserts(&configs[c], pool);
+            for (int k = 0; k < N_CONFIGS; k++) {
+                int c = (k + r) % N_CONFIGS;
+                sync();
+                struct timespec settle = {0, 200 * 1000 * 1000};
+                nanosleep(&settle, NULL);
+                trial t = configs[c].threads ? run_upserts(&configs[c], pool) : run_raw_fsync();
                 ops[c][r] = t.ops_per_s;
                 spw[c][r] = t.syncs_per_write;
             }
