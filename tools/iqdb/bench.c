@@ -4,9 +4,10 @@
  *
  * The database is either an existing file (opened read-only) or built in memory from --base.
  * Ground truth is read from --gt (.ivecs, one row of neighbour ids per query) or computed with
- * exact searches (params.exact) under the same filter. Each point runs every query once, one at
- * a time on the calling thread, timing each call: QPS = queries / total time; p50 / p99 are
- * per-query latencies. A warm-up pass over up to 100 queries runs first.
+ * by the exact row (params.exact, under the same filter), whose timed answers double as the
+ * truth. Each point runs every query once, one at a time on the calling thread, timing each
+ * call: QPS = queries / total time; p50 / p99 are per-query latencies. A warm-up pass over up to
+ * 20 queries runs first. A flat index has only the exact row (its own search is that scan).
  *
  * recall@k counts ties fairly: a returned record is correct when it is one of the k true
  * neighbours, or when its distance equals the k-th true neighbour's — both distances recomputed
@@ -60,7 +61,8 @@ typedef struct bench {
     iqdb_id *gt;
     size_t *gt_n;
     double *gt_kth;
-    float *vec; /* scratch: one vector */
+    int fill_gt; /* the exact point records its hits as the ground truth */
+    float *vec;  /* scratch: one vector */
     iqdb_hit *hits;
     double *lat;
 } bench;
@@ -69,25 +71,6 @@ typedef struct bench {
 static double dist_to(bench *b, size_t q, iqdb_id id) {
     if (iqdb_get(b->db, id, b->vec, NULL) != IQDB_OK) return NAN;
     return cli_distance(b->metric, b->q + q * b->dim, b->vec, b->dim);
-}
-
-static int compute_gt(bench *b) {
-    iqdb_search_params p;
-    iqdb_search_params_init(&p);
-    p.exact = 1;
-    p.filter = b->filter;
-    cli_progress pg;
-    cli_progress_start(&pg, "ground truth", b->nq);
-    for (size_t q = 0; q < b->nq; q++) {
-        size_t n;
-        int rc = iqdb_search(b->db, b->q + q * b->dim, b->k, &p, b->hits, &n, NULL);
-        if (rc != IQDB_OK) return cli_lib_error(b->db, rc, "bench: exact search");
-        for (size_t i = 0; i < n; i++) b->gt[q * b->k + i] = b->hits[i].id;
-        b->gt_n[q] = n;
-        cli_progress_update(&pg, q + 1);
-    }
-    cli_progress_end(&pg);
-    return EXIT_OK;
 }
 
 static int load_gt(bench *b, const char *path) {
@@ -147,6 +130,11 @@ static int run_point(bench *b, const iqdb_search_params *p, point *pt) {
         int rc = iqdb_search(b->db, b->q + q * b->dim, b->k, p, b->hits, &n, &info);
         double t = cli_now() - t0;
         if (rc != IQDB_OK) return cli_lib_error(b->db, rc, "bench: search");
+        if (b->fill_gt) {
+            for (size_t i = 0; i < n; i++) b->gt[q * b->k + i] = b->hits[i].id;
+            b->gt_n[q] = n;
+            b->gt_kth[q] = n ? dist_to(b, q, b->hits[n - 1].id) : INFINITY;
+        }
         b->lat[q] = t;
         t_all += t;
         dists += (double)info.n_distances;
@@ -426,7 +414,7 @@ int cli_bench(iqdb *db, int argc, char **argv) {
         code = cli_error(EXIT_INPUT, "%s", e.msg);
         goto out_db;
     }
-    if (max_q && q.n > max_q) q.n = max_q;
+    if (max_q) cli_records_truncate(&q, max_q);
     if (q.n == 0) {
         code = cli_error(EXIT_INPUT, "%s: no queries", queries);
         goto out_q;
@@ -455,9 +443,10 @@ int cli_bench(iqdb *db, int argc, char **argv) {
             BUSAGE("bench: --gt holds unfiltered neighbours; drop --gt to compute filtered ones");
         goto out;
     }
-    if ((code = gt ? load_gt(&b, gt) : compute_gt(&b))) goto out;
-    for (size_t i = 0; i < q.n; i++)
-        b.gt_kth[i] = b.gt_n[i] ? dist_to(&b, i, b.gt[i * k + b.gt_n[i] - 1]) : INFINITY;
+    if (gt) {
+        if ((code = load_gt(&b, gt))) goto out;
+        for (size_t i = 0; i < q.n; i++) b.gt_kth[i] = dist_to(&b, i, b.gt[i * k + b.gt_n[i] - 1]);
+    }
 
     const char *index = cli_index_name(st.index);
     iqdb_search_params p;
@@ -465,12 +454,15 @@ int cli_bench(iqdb *db, int argc, char **argv) {
     p.filter = f;
     { /* warm-up */
         size_t n;
-        for (size_t i = 0; i < q.n && i < 100; i++)
+        for (size_t i = 0; i < q.n && i < 20; i++)
             iqdb_search(db, q.vecs + i * st.dim, k, &p, b.hits, &n, NULL);
     }
+    /* The exact scan: its answers are the ground truth unless --gt gave one. */
     p.exact = 1;
+    b.fill_gt = !gt;
     pts[np] = (point){"exact", "-", 0, 0, 0, 0, 0, 0};
     if ((code = run_point(&b, &p, &pts[np++]))) goto out;
+    b.fill_gt = 0;
     p.exact = 0;
     if (st.index == IQDB_INDEX_HNSW) {
         static const uint32_t def[] = {10, 20, 40, 80, 160, 320};
@@ -488,10 +480,7 @@ int cli_bench(iqdb *db, int argc, char **argv) {
             pts[np] = (point){"ivf", "probes", probes[i], 0, 0, 0, 0, 0};
             code = run_point(&b, &p, &pts[np++]);
         }
-    } else {
-        pts[np] = (point){index, "-", 0, 0, 0, 0, 0, 0};
-        code = run_point(&b, &p, &pts[np++]);
-    }
+    } /* a flat index answers exactly: the exact row is its row */
     if (code) goto out;
 
     if (g_cli.json) {

@@ -76,6 +76,8 @@ typedef struct cli_records {
 } cli_records;
 
 void cli_records_free(cli_records *r);
+/** Keeps the first n records (frees the metadata of the rest). */
+void cli_records_truncate(cli_records *r, size_t n);
 
 /** Input formats. */
 typedef enum cli_format {

@@ -342,11 +342,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     double t0 = cli_now();
     if (cli_read_vectors(file, fmt, st.dim, &r, &e))
         return done(c, cli_error(EXIT_INPUT, "%s", e.msg));
-    if (limit && r.n > limit) {
-        if (r.metas)
-            for (size_t i = limit; i < r.n; i++) iqdb_meta_destroy(r.metas[i]), r.metas[i] = NULL;
-        r.n = limit;
-    }
+    if (limit) cli_records_truncate(&r, (size_t)limit);
     if (ids_file) {
         iqdb_id *ids;
         size_t n_ids;
@@ -508,7 +504,7 @@ static void print_hits(iqdb *db, size_t q, const iqdb_hit *h, size_t n,
 static int cmd_search(ctx *c, int argc, char **argv) {
     const char *vec_text = NULL, *qfile = NULL, *filter_text = NULL, *v;
     cli_format fmt = FMT_AUTO;
-    uint64_t k = 10;
+    uint64_t k = 10, max_q = 0;
     iqdb_search_params p;
     iqdb_search_params_init(&p);
     int with_meta = 0;
@@ -533,6 +529,8 @@ static int cmd_search(ctx *c, int argc, char **argv) {
             p.exact = 1;
         } else if (!strcmp(a, "--meta")) {
             with_meta = 1;
+        } else if (!strcmp(a, "--max-queries")) {
+            NUM64(a, max_q);
         } else {
             return USAGE("search: unknown argument '%s'", a);
         }
@@ -571,6 +569,7 @@ static int cmd_search(ctx *c, int argc, char **argv) {
         iqdb_filter_destroy(f);
         return done(c, cli_error(EXIT_INPUT, "%s", e.msg));
     }
+    if (max_q) cli_records_truncate(&q, (size_t)max_q);
     iqdb_hit *hits = malloc((k ? k : 1) * sizeof *hits);
     int rc = hits ? IQDB_OK : IQDB_NOMEM;
     for (size_t i = 0; i < q.n && rc == IQDB_OK; i++) {
@@ -931,7 +930,7 @@ static const char *const help_text =
     "  import DB FILE [--format fvecs|bvecs|npy|csv|jsonl|idx] [--ids FILE.ivecs]\n"
     "            [--labels FILE.idx1 --label-key KEY] [--start-id N] [--limit N] [--chunk N]\n"
     "  search DB (--vector V | --queries FILE [--format F]) [-k N] [--filter TEXT]\n"
-    "            [--ef N] [--probes N] [--exact] [--meta]\n"
+    "            [--ef N] [--probes N] [--exact] [--meta] [--max-queries N]\n"
     "  get DB ID...          delete DB ID...        count DB\n"
     "  info DB               stats DB               check DB\n"
     "  checkpoint DB         compact DB\n"

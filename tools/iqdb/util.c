@@ -103,6 +103,13 @@ void cli_records_free(cli_records *r) {
     memset(r, 0, sizeof *r);
 }
 
+void cli_records_truncate(cli_records *r, size_t n) {
+    if (n >= r->n) return;
+    if (r->metas)
+        for (size_t i = n; i < r->n; i++) iqdb_meta_destroy(r->metas[i]), r->metas[i] = NULL;
+    r->n = n;
+}
+
 /* ---- names ------------------------------------------------------------------------------------
  */
 
