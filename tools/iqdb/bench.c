@@ -152,8 +152,7 @@ static int run_point(bench *b, const iqdb_search_params *p, point *pt) {
     return EXIT_OK;
 }
 
-/* ---- outputs ------------------------------------------------------------------------------------
- */
+/* ---- outputs --------------------------------------------------------------------------------- */
 
 static void write_csv(FILE *f, const point *pts, size_t n, size_t k) {
     fprintf(f, "mode,knob,value,k,recall,qps,p50_ms,p99_ms,distances_per_query\n");
@@ -269,23 +268,7 @@ static void write_svg(FILE *f, const point *pts, size_t n, const char *title) {
 #undef PY
 }
 
-/* ---- the command -------------------------------------------------------------------------------
- */
-
-#define BUSAGE(...) cli_error(EXIT_USAGE, __VA_ARGS__)
-#define BVAL(out)                                                      \
-    do {                                                               \
-        if (i + 1 >= argc) return BUSAGE("%s needs a value", argv[i]); \
-        (out) = argv[++i];                                             \
-    } while (0)
-
-static int u32_arg(const char *s, uint32_t *v) {
-    char *end;
-    unsigned long x = strtoul(s, &end, 10);
-    if (!*s || *end || *s == '-' || x > UINT32_MAX) return -1;
-    *v = (uint32_t)x;
-    return 0;
-}
+/* ---- the command ----------------------------------------------------------------------------- */
 
 static int build_db(const char *base, cli_format fmt, const iqdb_options *o, iqdb **db,
                     size_t *n_base) {
@@ -338,27 +321,28 @@ int cli_bench(iqdb *db, int argc, char **argv) {
         const char *a = argv[i];
         uint32_t *u = NULL;
         if (!strcmp(a, "--base"))
-            BVAL(base);
+            CLI_VAL(base);
         else if (!strcmp(a, "--base-format")) {
-            BVAL(v);
-            if ((bfmt = cli_format_parse(v)) == FMT_AUTO) return BUSAGE("--base-format: '%s'", v);
+            CLI_VAL(v);
+            if ((bfmt = cli_format_parse(v)) == FMT_AUTO)
+                return CLI_USAGE("--base-format: '%s'", v);
         } else if (!strcmp(a, "--queries"))
-            BVAL(queries);
+            CLI_VAL(queries);
         else if (!strcmp(a, "--format")) {
-            BVAL(v);
-            if ((qfmt = cli_format_parse(v)) == FMT_AUTO) return BUSAGE("--format: '%s'", v);
+            CLI_VAL(v);
+            if ((qfmt = cli_format_parse(v)) == FMT_AUTO) return CLI_USAGE("--format: '%s'", v);
         } else if (!strcmp(a, "--gt"))
-            BVAL(gt);
+            CLI_VAL(gt);
         else if (!strcmp(a, "--filter"))
-            BVAL(filter_text);
+            CLI_VAL(filter_text);
         else if (!strcmp(a, "--csv"))
-            BVAL(csv);
+            CLI_VAL(csv);
         else if (!strcmp(a, "--json-out"))
-            BVAL(json);
+            CLI_VAL(json);
         else if (!strcmp(a, "--svg"))
-            BVAL(svg);
+            CLI_VAL(svg);
         else if (!strcmp(a, "--title"))
-            BVAL(title);
+            CLI_VAL(title);
         else if (!strcmp(a, "-k") || !strcmp(a, "--k"))
             u = &k;
         else if (!strcmp(a, "--max-queries"))
@@ -370,26 +354,26 @@ int cli_bench(iqdb *db, int argc, char **argv) {
         else if (!strcmp(a, "--lists"))
             u = &o.ivf.n_lists;
         else if (!strcmp(a, "--metric")) {
-            BVAL(v);
-            if (cli_metric_parse(v, &o.metric)) return BUSAGE("--metric: '%s'", v);
+            CLI_VAL(v);
+            if (cli_metric_parse(v, &o.metric)) return CLI_USAGE("--metric: '%s'", v);
         } else if (!strcmp(a, "--index")) {
-            BVAL(v);
-            if (cli_index_parse(v, &o.index)) return BUSAGE("--index: '%s'", v);
+            CLI_VAL(v);
+            if (cli_index_parse(v, &o.index)) return CLI_USAGE("--index: '%s'", v);
         } else if (!strcmp(a, "--ef")) {
-            BVAL(v);
-            if (parse_list(v, efs, 64, &n_ef)) return BUSAGE("--ef: a list like 10,20,40");
+            CLI_VAL(v);
+            if (parse_list(v, efs, 64, &n_ef)) return CLI_USAGE("--ef: a list like 10,20,40");
         } else if (!strcmp(a, "--probes")) {
-            BVAL(v);
-            if (parse_list(v, probes, 64, &n_pr)) return BUSAGE("--probes: a list like 1,2,4");
+            CLI_VAL(v);
+            if (parse_list(v, probes, 64, &n_pr)) return CLI_USAGE("--probes: a list like 1,2,4");
         } else
-            return BUSAGE("bench: unknown argument '%s'", a);
+            return CLI_USAGE("bench: unknown argument '%s'", a);
         if (u) {
-            BVAL(v);
-            if (u32_arg(v, u)) return BUSAGE("%s: '%s' is not a number", a, v);
+            CLI_VAL(v);
+            if (cli_parse_u32(v, u)) return CLI_USAGE("%s: '%s' is not a number", a, v);
         }
     }
-    if (!queries) return BUSAGE("bench: --queries FILE is required");
-    if (k == 0 || k > 10000) return BUSAGE("-k: 1 .. 10000");
+    if (!queries) return CLI_USAGE("bench: --queries FILE is required");
+    if (k == 0 || k > 10000) return CLI_USAGE("-k: 1 .. 10000");
     int own = 0, code = EXIT_OK;
     size_t n_base = 0;
     if (base) {
@@ -439,8 +423,8 @@ int cli_bench(iqdb *db, int argc, char **argv) {
         goto out;
     }
     if (gt && filter_text) {
-        code =
-            BUSAGE("bench: --gt holds unfiltered neighbours; drop --gt to compute filtered ones");
+        code = CLI_USAGE(
+            "bench: --gt holds unfiltered neighbours; drop --gt to compute filtered ones");
         goto out;
     }
     if (gt) {

@@ -55,6 +55,19 @@ int cli_error(int code, const char *fmt, ...)
 #endif
     ;
 
+/* A usage error, and the value of the option at argv[i] (a missing one is a usage error); both
+ * for option loops over (argc, argv, i) that return an exit code. */
+#define CLI_USAGE(...) cli_error(EXIT_USAGE, __VA_ARGS__)
+#define CLI_VAL(out)                                                      \
+    do {                                                                  \
+        if (i + 1 >= argc) return CLI_USAGE("%s needs a value", argv[i]); \
+        (out) = argv[++i];                                                \
+    } while (0)
+
+/** Strict unsigned parsing (decimal or 0x hex, no sign, nothing trailing): 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t *v);
+int cli_parse_u32(const char *s, uint32_t *v);
+
 /* A message buffer that the readers fill on failure. */
 typedef struct cli_err {
     char msg[512];

@@ -23,8 +23,7 @@
 
 #include "cli.h"
 
-/* ---- format names ------------------------------------------------------------------------------
- */
+/* ---- format names ---------------------------------------------------------------------------- */
 
 static const char *const fmt_names[] = {"auto", "fvecs", "bvecs", "ivecs",
                                         "npy",  "csv",   "jsonl", "idx"};
@@ -156,8 +155,7 @@ static float lef32(const unsigned char *b) {
     return f;
 }
 
-/* ---- the records being built -------------------------------------------------------------------
- */
+/* ---- the records being built ----------------------------------------------------------------- */
 
 static float *rec_push(cli_records *r, cli_err *e, const char *path) {
     if (r->n == r->cap) {
@@ -258,8 +256,7 @@ bad:
     return -1;
 }
 
-/* ---- .npy --------------------------------------------------------------------------------------
- */
+/* ---- .npy ------------------------------------------------------------------------------------ */
 
 /* Finds `'key':` in the header dict and returns what follows (spaces skipped), or NULL. */
 static const char *npy_field(const char *h, const char *key) {
@@ -359,8 +356,7 @@ bad:
     return -1;
 }
 
-/* ---- IDX (MNIST layout) ------------------------------------------------------------------------
- */
+/* ---- IDX (MNIST layout) ---------------------------------------------------------------------- */
 
 static int read_idx3(input *in, size_t want, cli_records *r, cli_err *e) {
     unsigned char h[16];
@@ -429,8 +425,7 @@ int cli_read_idx1(const char *path, unsigned char **out, size_t *n, cli_err *e) 
     return 0;
 }
 
-/* ---- CSV ---------------------------------------------------------------------------------------
- */
+/* ---- CSV ------------------------------------------------------------------------------------- */
 
 /* Splits `line` at commas in place; returns the number of fields (at most cap). */
 static size_t csv_split(char *line, char **f, size_t cap) {
@@ -537,8 +532,7 @@ bad:
     return -1;
 }
 
-/* ---- JSONL -------------------------------------------------------------------------------------
- */
+/* ---- JSONL ----------------------------------------------------------------------------------- */
 
 static int read_jsonl(input *in, size_t want, cli_records *r, cli_err *e) {
     char *line = NULL;
@@ -605,8 +599,7 @@ bad:
     return -1;
 }
 
-/* ---- entry points ------------------------------------------------------------------------------
- */
+/* ---- entry points ---------------------------------------------------------------------------- */
 
 int cli_read_vectors(const char *path, cli_format fmt, size_t want, cli_records *r, cli_err *e) {
     memset(r, 0, sizeof *r);
@@ -714,8 +707,7 @@ bad:
     return -1;
 }
 
-/* ---- writers -----------------------------------------------------------------------------------
- */
+/* ---- writers --------------------------------------------------------------------------------- */
 
 struct cli_writer {
     FILE *f;

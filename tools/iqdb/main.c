@@ -31,30 +31,10 @@ typedef struct ctx {
     int shell;
 } ctx;
 
-#define USAGE(...) cli_error(EXIT_USAGE, __VA_ARGS__)
-/* The value of the option at argv[i]; a missing one is a usage error. */
-#define VAL(out)                                                      \
-    do {                                                              \
-        if (i + 1 >= argc) return USAGE("%s needs a value", argv[i]); \
-        (out) = argv[++i];                                            \
-    } while (0)
-
-static int parse_u64(const char *s, uint64_t *v) {
-    if (!s || !*s || *s == '-') return -1;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 0);
-    if (*end || errno) return -1;
-    *v = x;
-    return 0;
-}
-
-static int parse_u32(const char *s, uint32_t *v) {
-    uint64_t x;
-    if (parse_u64(s, &x) || x > UINT32_MAX) return -1;
-    *v = (uint32_t)x;
-    return 0;
-}
+#define USAGE CLI_USAGE
+#define VAL CLI_VAL
+#define parse_u64 cli_parse_u64
+#define parse_u32 cli_parse_u32
 
 #define NUM32(opt, dst)                                                               \
     do {                                                                              \
@@ -69,8 +49,7 @@ static int parse_u32(const char *s, uint32_t *v) {
         if (parse_u64(v_, &(dst))) return USAGE("%s: '%s' is not a number", opt, v_); \
     } while (0)
 
-/* ---- opening ------------------------------------------------------------------------------------
- */
+/* ---- opening --------------------------------------------------------------------------------- */
 
 /* Reads dim and metric from the snapshot header. 0 on success; 1 no file; -1 not readable. */
 static int read_header(const char *path, uint32_t *dim, iqdb_metric *metric) {
@@ -460,8 +439,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     return done(c, EXIT_OK);
 }
 
-/* ---- search -------------------------------------------------------------------------------------
- */
+/* ---- search ---------------------------------------------------------------------------------- */
 
 static void print_hits(iqdb *db, size_t q, const iqdb_hit *h, size_t n,
                        const iqdb_search_info *info, int with_meta) {
@@ -585,8 +563,7 @@ static int cmd_search(ctx *c, int argc, char **argv) {
     return done(c, code);
 }
 
-/* ---- get, delete, count -----------------------------------------------------------------------
- */
+/* ---- get, delete, count ---------------------------------------------------------------------- */
 
 static int collect_ids(int argc, char **argv, const char *cmd, iqdb_id **ids, size_t *n) {
     *ids = malloc((size_t)(argc ? argc : 1) * sizeof **ids);
@@ -700,8 +677,7 @@ static int cmd_count(ctx *c, int argc, char **argv) {
     return done(c, EXIT_OK);
 }
 
-/* ---- info, stats -------------------------------------------------------------------------------
- */
+/* ---- info, stats ----------------------------------------------------------------------------- */
 
 static const char *sync_name(iqdb_sync s) {
     switch (s) {
@@ -775,8 +751,7 @@ static int cmd_info(ctx *c, int argc, char **argv, int full) {
     return done(c, EXIT_OK);
 }
 
-/* ---- check, checkpoint, compact ---------------------------------------------------------------
- */
+/* ---- check, checkpoint, compact -------------------------------------------------------------- */
 
 static int cmd_check(ctx *c, int argc, char **argv) {
     (void)argv;
@@ -823,8 +798,7 @@ static int cmd_checkpoint(ctx *c, int argc, char **argv, int compact) {
     return done(c, EXIT_OK);
 }
 
-/* ---- export ------------------------------------------------------------------------------------
- */
+/* ---- export ---------------------------------------------------------------------------------- */
 
 static int cmp_hit_id(const void *a, const void *b) {
     const iqdb_hit *x = a, *y = b;
@@ -902,8 +876,7 @@ static int cmd_export(ctx *c, int argc, char **argv) {
     return done(c, code);
 }
 
-/* ---- bench -------------------------------------------------------------------------------------
- */
+/* ---- bench ----------------------------------------------------------------------------------- */
 
 static int cmd_bench(ctx *c, int argc, char **argv) {
     int has_base = 0;
@@ -916,8 +889,7 @@ static int cmd_bench(ctx *c, int argc, char **argv) {
     return done(c, cli_bench(db, argc, argv));
 }
 
-/* ---- dispatch and shell ------------------------------------------------------------------------
- */
+/* ---- dispatch and shell ---------------------------------------------------------------------- */
 
 static const char *const help_text =
     "usage: iqdb [--json] [-q] [--threads N] <command> DB [options]\n"

@@ -96,6 +96,23 @@ void cli_errf(cli_err *e, const char *fmt, ...) {
     va_end(ap);
 }
 
+int cli_parse_u64(const char *s, uint64_t *v) {
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 0);
+    if (*end || errno) return -1;
+    *v = x;
+    return 0;
+}
+
+int cli_parse_u32(const char *s, uint32_t *v) {
+    uint64_t x;
+    if (cli_parse_u64(s, &x) || x > UINT32_MAX) return -1;
+    *v = (uint32_t)x;
+    return 0;
+}
+
 void cli_records_free(cli_records *r) {
     if (r->metas)
         for (size_t i = 0; i < r->n; i++) iqdb_meta_destroy(r->metas[i]);
@@ -110,8 +127,7 @@ void cli_records_truncate(cli_records *r, size_t n) {
     r->n = n;
 }
 
-/* ---- names ------------------------------------------------------------------------------------
- */
+/* ---- names ----------------------------------------------------------------------------------- */
 
 static const char *const metric_names[] = {"l2", "l2", "cosine", "dot", "l1", "hamming"};
 
@@ -148,7 +164,7 @@ const char *cli_strategy_name(int s) {
     return s >= 0 && s < (int)(sizeof names / sizeof *names) ? names[s] : "other";
 }
 
-/* ---- vectors, distances --------------------------------------------------------------------- */
+/* ---- vectors, distances ---------------------------------------------------------------------- */
 
 int cli_parse_vector(const char *s, float *out, size_t dim, cli_err *e) {
     size_t n = 0;
@@ -206,8 +222,7 @@ double cli_distance(iqdb_metric metric, const float *a, const float *b, size_t d
     return 0;
 }
 
-/* ---- JSON output ------------------------------------------------------------------------------
- */
+/* ---- JSON output ----------------------------------------------------------------------------- */
 
 void cli_json_str(FILE *f, const char *s, size_t len) {
     fputc('"', f);
@@ -264,8 +279,7 @@ void cli_json_meta(FILE *f, const iqdb_meta *m) {
     fputc('}', f);
 }
 
-/* ---- progress ---------------------------------------------------------------------------------
- */
+/* ---- progress -------------------------------------------------------------------------------- */
 
 double cli_now(void) {
     struct timespec ts;
