@@ -848,7 +848,7 @@ static int cmd_export(ctx *c, int argc, char **argv) {
     if (rc != IQDB_OK) {
         code = cli_lib_error(db, rc, "export: listing the records");
     } else if (cli_writer_open(&w, file, fmt, st.dim, got, &e)) {
-        code = cli_error(EXIT_INPUT, "%s", e.msg);
+        code = cli_error(EXIT_FAIL, "%s", e.msg);
     } else {
         qsort(hits, got, sizeof *hits, cmp_hit_id);
         cli_progress pg;
