@@ -125,6 +125,7 @@ static int in_close(input *in, int check, cli_err *e) {
     if (in->gz) {
         int st = 0;
         waitpid(in->gz, &st, 0);
+        in->gz = 0;
         if (check && !bad && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
             cli_errf(e, "%s: gzip could not decompress it (damaged or truncated archive%s)",
                      in->path, WIFEXITED(st) && WEXITSTATUS(st) == 127 ? ", or no gzip" : "");

@@ -346,6 +346,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
             free(lab);
         } else {
             if (!r.metas) r.metas = calloc(r.n ? r.n : 1, sizeof *r.metas);
+            if (!r.metas) code = cli_error(EXIT_FAIL, "out of memory");
             for (size_t i = 0; i < r.n && !code; i++) {
                 int rc = r.metas[i] ? IQDB_OK : iqdb_meta_create(NULL, &r.metas[i]);
                 if (rc == IQDB_OK) rc = iqdb_meta_set_int(r.metas[i], label_key, lab[i]);
