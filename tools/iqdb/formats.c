@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,8 +64,12 @@ typedef struct input {
     FILE *f;
     pid_t gz; /* 0 when the file is read directly */
     const char *path;
-    uint64_t off; /* bytes consumed (of the decompressed stream) */
+    uint64_t off;    /* bytes consumed (of the decompressed stream) */
+    uint64_t size;   /* the file's size when read directly, else 0 (unknown) */
+    cli_progress pg; /* "read": bytes consumed */
 } input;
+
+static void in_progress(input *in) { cli_progress_update(&in->pg, in->off); }
 
 static int in_open(input *in, const char *path, cli_err *e) {
     memset(in, 0, sizeof *in);
@@ -76,6 +81,9 @@ static int in_open(input *in, const char *path, cli_err *e) {
             cli_errf(e, "%s: %s", path, strerror(errno));
             return -1;
         }
+        struct stat st;
+        if (fstat(fileno(in->f), &st) == 0 && S_ISREG(st.st_mode)) in->size = (uint64_t)st.st_size;
+        cli_progress_start(&in->pg, "read", in->size);
         return 0;
     }
     if (access(path, R_OK) != 0) {
@@ -108,12 +116,14 @@ static int in_open(input *in, const char *path, cli_err *e) {
         return -1;
     }
     in->gz = pid;
+    cli_progress_start(&in->pg, "read", 0);
     return 0;
 }
 
 /* Closes; with `check`, a failed gzip is an error (a damaged or truncated archive). */
 static int in_close(input *in, int check, cli_err *e) {
     int bad = 0;
+    if (in->f) cli_progress_end(&in->pg);
     if (in->f) {
         if (in->gz && check) { /* drain so gzip can finish and report */
             char buf[4096];
@@ -140,6 +150,7 @@ static int in_close(input *in, int check, cli_err *e) {
 static size_t in_read(input *in, void *buf, size_t n) {
     size_t got = fread(buf, 1, n, in->f);
     in->off += got;
+    in_progress(in);
     return got;
 }
 
@@ -462,6 +473,8 @@ static int read_csv(input *in, size_t want, cli_records *r, cli_err *e) {
     ssize_t len;
     while ((len = getline(&line, &lcap, in->f)) >= 0) {
         lineno++;
+        in->off += (uint64_t)len;
+        in_progress(in);
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue; /* blank lines are skipped */
         if (memchr(line, 0, (size_t)len)) {
@@ -546,6 +559,8 @@ static int read_jsonl(input *in, size_t want, cli_records *r, cli_err *e) {
     if (!r->metas) goto oom;
     while ((len = getline(&line, &lcap, in->f)) >= 0) {
         lineno++;
+        in->off += (uint64_t)len;
+        in_progress(in);
         size_t l = (size_t)len;
         while (l > 0 && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
         size_t k = 0;

@@ -297,9 +297,14 @@ void cli_progress_start(cli_progress *p, const char *label, uint64_t total) {
 void cli_progress_update(cli_progress *p, uint64_t done) {
     if (!g_cli.progress) return;
     double t = cli_now();
-    if (t - p->last < 0.1 && done < p->total) return;
+    if (t - p->last < 0.1 && (done < p->total || !p->total)) return;
     p->last = t;
     p->shown = 1;
+    if (!p->total) { /* unknown size: bytes so far */
+        fprintf(stderr, "\r%-12s %.1f MB %.1fs", p->label, (double)done / 1e6, t - p->start);
+        fflush(stderr);
+        return;
+    }
     double frac = p->total ? (double)done / (double)p->total : 1.0;
     if (frac > 1) frac = 1;
     int w = 30, fill = (int)(frac * w);
