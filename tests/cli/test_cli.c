@@ -682,6 +682,26 @@ static void test_cli_records_and_exit_codes(void **state) {
     }
 }
 
+/* The codec chosen at create survives later writing commands (their checkpoints keep it). */
+static void test_cli_compression_kept(void **state) {
+    (void)state;
+    if (!iqdb_compression_available(IQDB_COMPRESS_ZSTD)) skip();
+    remove_db("z.db");
+    EXPECT(0, "create", "z.db", "--dim", "3", "--compression", "zstd", "--level", "5");
+    write_text("z.csv", "1,2,3\n4,5,6\n");
+    EXPECT(0, "--sync", "never", "import", "z.db", "z.csv");
+    EXPECT(0, "checkpoint", "z.db");
+    char p[512];
+    unsigned char h[64];
+    pathf(p, sizeof p, "z.db");
+    FILE *f = fopen(p, "rb");
+    assert_int_equal(fread(h, 1, 64, f), 64);
+    fclose(f);
+    assert_int_equal(h[28], 1); /* zstd (docs/FORMAT.md, header byte 28) */
+    assert_int_equal(count_of("z.db", 3), 2);
+    EXPECT(2, "--sync", "sometimes", "count", "z.db");
+}
+
 /* ---- the shell ----------------------------------------------------------------------------------
  */
 
@@ -816,6 +836,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cli_import_rollback),
         cmocka_unit_test(test_cli_search_matches_library),
         cmocka_unit_test(test_cli_records_and_exit_codes),
+        cmocka_unit_test(test_cli_compression_kept),
         cmocka_unit_test(test_cli_shell),
         cmocka_unit_test(test_cli_bench),
     };

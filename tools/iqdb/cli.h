@@ -36,6 +36,7 @@ typedef struct cli_opts {
     int quiet;    /* -q: no progress, no informational lines */
     int progress; /* progress bars: stderr is a terminal and not quiet */
     uint32_t threads;
+    iqdb_sync sync; /* --sync: the policy of writing commands (default: the library's) */
 } cli_opts;
 
 extern cli_opts g_cli;

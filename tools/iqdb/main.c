@@ -51,8 +51,10 @@ typedef struct ctx {
 
 /* ---- opening --------------------------------------------------------------------------------- */
 
-/* Reads dim and metric from the snapshot header. 0 on success; 1 no file; -1 not readable. */
-static int read_header(const char *path, uint32_t *dim, iqdb_metric *metric) {
+/* Reads dim, metric and codec from the snapshot header. 0 on success; 1 no file; -1 not
+ * readable. */
+static int read_header(const char *path, uint32_t *dim, iqdb_metric *metric,
+                       iqdb_compression *codec) {
     FILE *f = fopen(path, "rb");
     if (!f) return errno == ENOENT ? 1 : -1;
     unsigned char h[64];
@@ -61,13 +63,16 @@ static int read_header(const char *path, uint32_t *dim, iqdb_metric *metric) {
     if (got != sizeof h || memcmp(h, "IQDBSNAP", 8)) return -1;
     *dim = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 | (uint32_t)h[19] << 24;
     *metric = (iqdb_metric)(h[20] | h[21] << 8 | h[22] << 16 | h[23] << 24);
+    /* Byte 28: the sections' codec (0 none, 1 zstd, 2 lz4): later checkpoints keep it. */
+    *codec = h[28] == 1 ? IQDB_COMPRESS_ZSTD : h[28] == 2 ? IQDB_COMPRESS_LZ4 : IQDB_COMPRESS_NONE;
     return 0;
 }
 
 static int open_path(const char *path, int writable, iqdb **out) {
     uint32_t dim = 1;
     iqdb_metric metric = IQDB_METRIC_L2;
-    int h = read_header(path, &dim, &metric);
+    iqdb_compression codec = IQDB_COMPRESS_NONE;
+    int h = read_header(path, &dim, &metric, &codec);
     if (h == 1) {
         return cli_error(EXIT_NOTFOUND,
                          "%s: no such database (make one with: iqdb create %s --dim N)", path,
@@ -78,6 +83,10 @@ static int open_path(const char *path, int writable, iqdb **out) {
     iqdb_options_init(&o, h == 0 ? dim : 1, h == 0 ? metric : IQDB_METRIC_L2);
     o.read_only = !writable;
     o.threads = g_cli.threads;
+    if (writable) {
+        o.compression = codec;
+        o.sync = g_cli.sync;
+    }
     int rc = iqdb_open(path, &o, out);
     if (rc != IQDB_OK) return cli_lib_error(NULL, rc, path);
     if (h != 0) { /* the library accepted what we could not read: trust it, but say so */
@@ -893,7 +902,7 @@ static int cmd_bench(ctx *c, int argc, char **argv) {
 /* ---- dispatch and shell ---------------------------------------------------------------------- */
 
 static const char *const help_text =
-    "usage: iqdb [--json] [-q] [--threads N] <command> DB [options]\n"
+    "usage: iqdb [--json] [-q] [--threads N] [--sync P] <command> DB [options]\n"
     "\n"
     "  create DB --dim N [--metric l2|cosine|dot|l1|hamming] [--index flat|hnsw|ivf]\n"
     "            [--m N --ef-construction N --ef-search N --filter-widen N --seed N]\n"
@@ -1037,6 +1046,16 @@ int main(int argc, char **argv) {
             if (i + 1 >= argc || parse_u32(argv[i + 1], &g_cli.threads))
                 return USAGE("--threads needs a number");
             i++;
+        } else if (!strcmp(a, "--sync")) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (!strcasecmp(v, "always"))
+                g_cli.sync = IQDB_SYNC_ALWAYS;
+            else if (!strcasecmp(v, "periodic"))
+                g_cli.sync = IQDB_SYNC_PERIODIC;
+            else if (!strcasecmp(v, "never"))
+                g_cli.sync = IQDB_SYNC_NEVER;
+            else
+                return USAGE("--sync: '%s' (always, periodic, never)", v);
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(help_text, stdout);
             return EXIT_OK;
