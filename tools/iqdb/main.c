@@ -168,6 +168,26 @@ static int cmd_create(ctx *c, int argc, char **argv) {
             NUM32(a, o.ivf.n_probes);
         } else if (!strcmp(a, "--train-sample")) {
             NUM32(a, o.ivf.train_sample);
+#ifdef IQDB_CLI_HAVE_QUANT
+        } else if (!strcmp(a, "--quant")) {
+            VAL(v);
+            if (!strcasecmp(v, "none"))
+                o.quant.kind = IQDB_QUANT_NONE;
+            else if (!strcasecmp(v, "sq8"))
+                o.quant.kind = IQDB_QUANT_SQ8;
+            else if (!strcasecmp(v, "binary"))
+                o.quant.kind = IQDB_QUANT_BINARY;
+            else if (!strcasecmp(v, "pq"))
+                o.quant.kind = IQDB_QUANT_PQ;
+            else
+                return USAGE("--quant: '%s' (none, sq8, binary, pq)", v);
+        } else if (!strcmp(a, "--pq-m")) {
+            NUM32(a, o.quant.pq_m);
+        } else if (!strcmp(a, "--oversample")) {
+            NUM32(a, o.quant.oversample);
+        } else if (!strcmp(a, "--codes-only")) {
+            o.quant.flags |= IQDB_QUANT_CODES_ONLY;
+#endif
         } else if (!strcmp(a, "--sync")) {
             VAL(v);
             if (!strcasecmp(v, "always"))

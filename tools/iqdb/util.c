@@ -159,8 +159,9 @@ int cli_index_parse(const char *s, iqdb_index_kind *k) {
 
 /* By number, so a strategy added to the library later prints as its number. */
 const char *cli_strategy_name(int s) {
-    static const char *const names[] = {"none",          "scan", "scan-filtered", "hnsw",
-                                        "hnsw-filtered", "ivf",  "ivf-filtered"};
+    static const char *const names[] = {"none",         "scan",          "scan-filtered",
+                                        "hnsw",         "hnsw-filtered", "ivf",
+                                        "ivf-filtered", "codes",         "codes-filtered"};
     return s >= 0 && s < (int)(sizeof names / sizeof *names) ? names[s] : "other";
 }
 
