@@ -702,6 +702,51 @@ static void test_cli_compression_kept(void **state) {
     EXPECT(2, "--sync", "sometimes", "count", "z.db");
 }
 
+/* An HNSW database through the tool: on a library without HNSW, create reports
+ * IQDB_UNSUPPORTED clearly; with it, search equals the library's, bench sweeps ef (recall
+ * reaches 1 at a large ef on this small set), compact and check pass. */
+static void test_cli_hnsw(void **state) {
+    (void)state;
+    remove_db("h.db");
+    int rc = RUN("create", "h.db", "--dim", "8", "--index", "hnsw", "--m", "8", "--ef-construction",
+                 "40", "--seed", "7");
+    if (rc != 0) {
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(g_err, "IQDB_UNSUPPORTED"));
+        assert_non_null(strstr(g_err, "hnsw"));
+        skip();
+    }
+    make_search_db(); /* fills s_base / s_q and s.jsonl (and s.db, unused here) */
+    EXPECT(0, "import", "h.db", "s.jsonl", "--chunk", "100");
+    iqdb *db = open_db("h.db", SD, IQDB_METRIC_L2);
+    EXPECT(0, "search", "h.db", "--queries", "q.fvecs", "-k", "7", "--ef", "16");
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    p.ef = 16;
+    const char *line = g_out;
+    for (size_t q = 0; q < SQ; q++) {
+        iqdb_hit h[SK];
+        size_t n;
+        assert_int_equal(iqdb_search(db, s_q + q * SD, SK, &p, h, &n, NULL), IQDB_OK);
+        for (size_t i = 0; i < n; i++) {
+            unsigned long long id;
+            float dist;
+            assert_int_equal(sscanf(line, "%*u\t%*u\t%llu\t%f", &id, &dist), 2);
+            assert_int_equal(id, h[i].id);
+            assert_memory_equal(&dist, &h[i].distance, sizeof dist);
+            line = strchr(line, '\n') + 1;
+        }
+    }
+    iqdb_close(db);
+    EXPECT(0, "--json", "bench", "h.db", "--queries", "q.fvecs", "-k", "5", "--ef", "5,300");
+    assert_non_null(strstr(g_out, "\"mode\":\"hnsw\",\"knob\":\"ef\",\"value\":5,"));
+    assert_non_null(strstr(g_out, "\"value\":300,\"recall\":1.000000"));
+    EXPECT(0, "compact", "h.db");
+    EXPECT(0, "check", "h.db");
+    EXPECT(0, "--json", "info", "h.db");
+    assert_non_null(strstr(g_out, "\"index\":\"hnsw\""));
+}
+
 /* ---- the shell ----------------------------------------------------------------------------------
  */
 
@@ -839,6 +884,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cli_compression_kept),
         cmocka_unit_test(test_cli_shell),
         cmocka_unit_test(test_cli_bench),
+        cmocka_unit_test(test_cli_hnsw),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed) {
