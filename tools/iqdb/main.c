@@ -305,6 +305,31 @@ static int rollback(iqdb *db, const iqdb_id *ids, size_t upto, const saved *s, s
     return IQDB_OK;
 }
 
+/* A generous estimate of a metadata object's bytes in a WAL record. */
+static size_t meta_bytes(const iqdb_meta *m) {
+    size_t n = iqdb_meta_count(m), b = 8;
+    for (size_t i = 0; i < n; i++) {
+        const char *key;
+        iqdb_value v;
+        if (iqdb_meta_at(m, i, &key, &v) != IQDB_OK) break;
+        b += strlen(key) + 16 + (v.type == IQDB_TYPE_STRING ? v.u.s.len : 0);
+    }
+    return b;
+}
+
+/* The size of the batch starting at record `at`: at most `chunk` records and (beyond its first
+ * record) at most 256 MiB, far below the WAL's 1 GiB record cap. */
+static size_t next_batch(const cli_records *r, size_t at, size_t chunk) {
+    size_t bytes = 0, m = 0;
+    while (at + m < r->n && m < chunk) {
+        size_t b = r->dim * sizeof(float) + 64 + (r->metas ? meta_bytes(r->metas[at + m]) : 0);
+        if (m && bytes + b > ((size_t)256 << 20)) break;
+        bytes += b;
+        m++;
+    }
+    return m;
+}
+
 static int cmd_import(ctx *c, int argc, char **argv) {
     const char *file = NULL, *ids_file = NULL, *labels = NULL, *label_key = "label", *v;
     cli_format fmt = FMT_AUTO;
@@ -395,15 +420,14 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     }
     double t_read = cli_now() - t0;
 
-    /* 2. Apply in chunks of `chunk` records (a WAL record stays far below its 1 GiB cap). Each
+    /* 2. Apply in chunks of `chunk` records (and at most 256 MiB: next_batch). Each
      * chunk is one all-or-nothing batch; if a later chunk fails, the earlier ones are rolled
      * back: their new ids deleted and the records they replaced put back. */
-    size_t max_chunk = (size_t)((256u << 20) / (r.dim * sizeof(float) + 64));
-    if (!chunk || chunk > max_chunk) chunk = max_chunk ? max_chunk : 1;
+    if (!chunk) chunk = 1;
     saved s;
     memset(&s, 0, sizeof s);
     int rc = IQDB_OK;
-    if (r.n > chunk) rc = save_prior(db, r.ids, r.n, r.dim, &s);
+    if (next_batch(&r, 0, (size_t)chunk) < r.n) rc = save_prior(db, r.ids, r.n, r.dim, &s);
     if (rc != IQDB_OK) {
         saved_free(&s, r.n);
         cli_records_free(&r);
@@ -418,7 +442,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     const char *fail_env = getenv("IQDB_CLI_TEST_FAIL_BATCH");
     size_t fail_at = fail_env ? (size_t)strtoul(fail_env, NULL, 10) : 0;
     while (at < r.n) {
-        size_t m = r.n - at < chunk ? r.n - at : (size_t)chunk;
+        size_t m = next_batch(&r, at, (size_t)chunk);
         if (++batch == fail_at)
             rc = IQDB_IOERR_WRITE;
         else
@@ -433,7 +457,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     if (rc != IQDB_OK) {
         char what[200];
         snprintf(what, sizeof what, "import of %s: the batch of records %zu..%zu", file, at,
-                 at + (r.n - at < chunk ? r.n - at : (size_t)chunk) - 1);
+                 at + next_batch(&r, at, (size_t)chunk) - 1);
         code = cli_lib_error(db, rc, what);
         if (at > 0) {
             size_t undone;
