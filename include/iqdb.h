@@ -920,7 +920,8 @@ typedef struct iqdb_stats {
 IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 
 /**
- * Verifies the handle's internal invariants: the id map and the row slots agree, every stored
+ * Verifies the handle's internal invariants: the id map, the byte-key map (every key leads to
+ * its slot, compared in full) and the row slots agree, every stored
  * vector is finite, every metadata record decodes, the index passes its own check. For a
  * durable handle it also reads the files back and verifies every checksum: the snapshot's
  * header, section table, every block and section, and every WAL record up to the end of the log.
