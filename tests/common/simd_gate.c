@@ -5,6 +5,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#if !defined(_WIN32)
+#include <unistd.h>
+#endif
 
 #include "../common/testutil.h"
 
