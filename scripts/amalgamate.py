@@ -20,9 +20,10 @@ concatenated into one translation unit, in a fixed order (alloc.c first, then by
     the guards are set from the compiler's target at the top of iqdb.c and can be turned off
     with -DIQDB_NO_<ISA>. A new *_<isa>.c file with no rule here is an error, not a silent miss.
   * Internal symbols keep their iqdb__ prefix and external linkage (so the test suite can link
-    the amalgamation) but hidden visibility; only the iqdb_* API is exported from a shared
-    library, and every global symbol of the object starts with iqdb_ (tests/amalgamation checks
-    both with nm).
+    the amalgamation), so every global symbol of the object starts with iqdb_; a shared library
+    built with -fvisibility=hidden exports only the API (marked IQDB_API). The symbol test
+    (tests/amalgamation/check.sh) checks both with nm. (A visibility pragma around the file
+    would also hide the libc functions its system headers declare.)
 
 iqdb.h is include/iqdb.h unchanged. Standard library only; run by scripts/run amalgamation and
 by the IQDB_AMALGAMATION=ON build.
@@ -237,7 +238,9 @@ def main(argv):
  * -DIQDB_HAVE_LZ4 with -lzstd/-llz4 for snapshot compression). The SIMD kernels for the target
  * (AVX2/AVX-512 and SSE4.2 CRC32C on x86-64, NEON and the CRC32 extension on ARM64) are built
  * with target pragmas and chosen at run time; -DIQDB_NO_AVX2, -DIQDB_NO_AVX512, ... leave one
- * out. Define IQDB_STATIC_DEFINE when linking this object into a program (not a DLL).
+ * out. Define IQDB_STATIC_DEFINE when linking this object into a program (not a DLL). For a
+ * shared library, add -fvisibility=hidden: only the API (IQDB_API) is then exported.
+ * Every global symbol starts with iqdb_ (internal ones with iqdb__).
  */
 """ % (ver, len(units)))
     out.append("#ifndef IQDB_AMALGAMATION\n#define IQDB_AMALGAMATION 1\n#endif\n")
@@ -272,11 +275,6 @@ def main(argv):
 #pragma clang diagnostic ignored "-Wunused-function"
 #endif
 
-/* Internal symbols (iqdb__*) are hidden; the API is marked IQDB_API (default visibility). */
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
-#pragma GCC visibility push(hidden)
-#endif
-
 /* ---- iqdb.h -------------------------------------------------------------------------------- */
 #include "iqdb.h"
 """)
@@ -307,11 +305,6 @@ def main(argv):
                 out.append("#if defined(__clang__)\n#pragma clang attribute pop\n"
                            "#elif defined(__GNUC__)\n#pragma GCC pop_options\n#endif\n")
             out.append("#endif /* %s */\n" % rule[1])
-    out.append("""
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
-#pragma GCC visibility pop
-#endif
-""")
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, "iqdb.c"), "w", encoding="utf-8") as f:
         f.write("".join(out))
