@@ -8,9 +8,11 @@
 #  4. add_subdirectory: tests/consumer/add_subdirectory builds iqdb as a subproject (which must
 #     add no tests or examples and change no global flags), run
 #  5. ABI: abidw of the installed library (public headers only) against abi/libiqdb.abi with
-#     abidiff: an incompatible change (abidiff bit 8) fails, a compatible one (bit 4: an added
-#     function, a struct grown at its end...) is reported; scripts/run abi-baseline regenerates
-#     the baseline after an intended API change.
+#     abidiff: a removed symbol (abidiff exit bit 8) or a layout change that breaks callers
+#     (abi_verdict.py reads the report: changed member types, moved members, a size change of a
+#     struct without struct_size...) fails; a compatible change (abidiff bit 4: an added function,
+#     a struct_size-versioned struct grown at its end) is reported and passes. scripts/run
+#     abi-baseline regenerates the baseline after an intended API change.
 #
 # Prints "N passed, M failed" at the end and exits non-zero if anything failed.
 set -uo pipefail
@@ -92,13 +94,15 @@ if [ -f "${lib:-}" ] && command -v abidw >/dev/null; then
     elif [ $((rc & 3)) -ne 0 ]; then
         cat "$W/abidiff.txt"
         bad "ABI: abidiff could not compare (exit $rc)"
-    elif [ $((rc & 8)) -ne 0 ]; then
-        cat "$W/abidiff.txt"
-        bad "ABI: INCOMPATIBLE change against abi/libiqdb.abi (abidiff exit $rc; report above)"
-    else
+    elif /usr/bin/python3 "$ROOT/tests/consumer/abi_verdict.py" $rc "$W/abidiff.txt" \
+        "$ROOT/include/iqdb.h" >"$W/abi-verdict.txt"; then
         sed -n '1,40p' "$W/abidiff.txt"
-        ok "ABI: compatible changes only against abi/libiqdb.abi (abidiff exit $rc; report above;" \
+        cat "$W/abi-verdict.txt"
+        ok "ABI: compatible changes against abi/libiqdb.abi (abidiff exit $rc; report above;" \
             "scripts/run abi-baseline records them)"
+    else
+        cat "$W/abidiff.txt" "$W/abi-verdict.txt"
+        bad "ABI: INCOMPATIBLE change against abi/libiqdb.abi (abidiff exit $rc; report above)"
     fi
 else
     bad "ABI: no library or no abidw (install abigail-tools)"
