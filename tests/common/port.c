@@ -19,6 +19,46 @@ int setenv(const char *name, const char *value, int overwrite) {
     return _putenv_s(name, value) ? -1 : 0;
 }
 int unsetenv(const char *name) { return _putenv_s(name, "") ? -1 : 0; }
+
+#undef mkdtemp
+#undef system
+char *iqdbt_win_mkdtemp(char *tmpl) {
+    size_t n = strlen(tmpl);
+    if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX")) return NULL;
+    /* "/tmp/..." names \tmp on the current drive: make sure it exists, keep the length. */
+    if (!strncmp(tmpl, "/tmp/", 5)) CreateDirectoryA("/tmp", NULL);
+    for (unsigned i = 0; i < 1000; i++) {
+        unsigned v = (GetTickCount() + i * 7919u + GetCurrentProcessId()) % 1000000u;
+        snprintf(tmpl + n - 6, 7, "%06u", v);
+        if (CreateDirectoryA(tmpl, NULL)) return tmpl;
+        if (GetLastError() != ERROR_ALREADY_EXISTS) break;
+    }
+    memcpy(tmpl + n - 6, "XXXXXX", 6);
+    return NULL;
+}
+
+int iqdbt_win_system(const char *cmd) {
+    int tree = !strncmp(cmd, "rm -rf ", 7), file = !strncmp(cmd, "rm -f ", 6);
+    if (!tree && !file) return system(cmd);
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", cmd + (tree ? 7 : 6));
+    int rc = 0;
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+        size_t l = strlen(tok);
+        if (l >= 2 && (tok[0] == '\'' || tok[0] == '"') && tok[l - 1] == tok[0]) {
+            tok[l - 1] = '\0';
+            tok++;
+        }
+        DWORD attr = GetFileAttributesA(tok);
+        if (attr == INVALID_FILE_ATTRIBUTES) continue; /* rm -f: a missing path is fine */
+        if (attr & FILE_ATTRIBUTE_DIRECTORY) {
+            if (!tree || iqdbt_rmtree(tok)) rc = 1;
+        } else if (!DeleteFileA(tok)) {
+            rc = 1;
+        }
+    }
+    return rc;
+}
 #endif
 
 /* Makes a new empty directory "<temp>/<tag>-<unique>" into out; 0 on success. The temporary

@@ -40,6 +40,14 @@
 /* Windows has no setenv/unsetenv: these go through _putenv_s (port.c). */
 int setenv(const char *name, const char *value, int overwrite);
 int unsetenv(const char *name);
+/* Shims for tests written against POSIX (prefer the iqdbt_ helpers below in new tests):
+ * mkdtemp (a "/tmp/..." template is made under \tmp of the current drive) and
+ * system("rm -rf PATH..." / "rm -f PATH..."), which cmd.exe cannot run; any other command
+ * goes to the real system(). */
+char *iqdbt_win_mkdtemp(char *tmpl);
+int iqdbt_win_system(const char *cmd);
+#define mkdtemp iqdbt_win_mkdtemp
+#define system iqdbt_win_system
 #define IQDBT_HAVE_FORK 0
 #else
 #define IQDBT_HAVE_FORK 1
