@@ -10,7 +10,8 @@
 #include <iqdb.h>
 
 int main(void) {
-    if (iqdb_version_number() != IQDB_VERSION_NUMBER || strcmp(iqdb_version(), IQDB_VERSION_STRING)) {
+    if (iqdb_version_number() != IQDB_VERSION_NUMBER ||
+        strcmp(iqdb_version(), IQDB_VERSION_STRING)) {
         fprintf(stderr, "header %s but library %s\n", IQDB_VERSION_STRING, iqdb_version());
         return 1;
     }
