@@ -8,8 +8,6 @@
  */
 #include "../common/testutil.h"
 
-#include <unistd.h>
-
 #include "handle.h"
 #include "store/keys.h"
 
@@ -492,7 +490,7 @@ static void test_keys_stats_and_check(void **state) {
 
 /* ---- durable ------------------------------------------------------------------------------ */
 
-static char dir[64], path[160];
+static char dir[128], path[160];
 
 static iqdb *open_file(void) {
     iqdb_options o;
@@ -552,16 +550,17 @@ static void expect_mixed(iqdb *db, int base) {
 }
 
 static void copy_files(const char *from, const char *to) {
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "cp %s %s && cp %s.wal %s.wal", from, to, from, to);
-    assert_int_equal(system(cmd), 0);
+    char f[200], t[200];
+    assert_int_equal(iqdbt_cp(from, to), 0);
+    snprintf(f, sizeof f, "%s.wal", from);
+    snprintf(t, sizeof t, "%s.wal", to);
+    assert_int_equal(iqdbt_cp(f, t), 0);
 }
 
 /* Keyed records survive a checkpoint (snapshot rows) and a crash (WAL replay). */
 static void test_keys_durable_round_trip(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/iqdb-keys-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(iqdbt_mkdtemp(dir, sizeof dir, "iqdb-keys"), 0);
     snprintf(path, sizeof path, "%s/db", dir);
     char crash[160];
     snprintf(crash, sizeof crash, "%s/crash", dir);
@@ -598,9 +597,7 @@ static void test_keys_durable_round_trip(void **state) {
     db = open_file();
     expect_mixed(db, 200);
     assert_int_equal(iqdb_close(db), IQDB_OK);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(iqdbt_rmtree(dir), 0);
 }
 
 int main(void) {

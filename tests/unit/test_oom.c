@@ -622,24 +622,33 @@ static void durable_build(iqdb_compression c);
  * copied back for every iteration of a loop. */
 static int base_built = -1;
 static void durable_base(iqdb_compression c) {
-    char cmd[1400];
+    char from[1400], to[1400];
     if (base_built != (int)c) {
         durable_build(c);
-        snprintf(cmd, sizeof cmd, "cp %s %s.base && cp %s.wal %s.base.wal", dpath, dpath, dpath,
-                 dpath);
-        assert_int_equal(system(cmd), 0);
+        snprintf(to, sizeof to, "%s.base", dpath);
+        assert_int_equal(iqdbt_cp(dpath, to), 0);
+        snprintf(from, sizeof from, "%s.wal", dpath);
+        snprintf(to, sizeof to, "%s.base.wal", dpath);
+        assert_int_equal(iqdbt_cp(from, to), 0);
         base_built = (int)c;
         return;
     }
-    snprintf(cmd, sizeof cmd, "rm -f %s.tmp && cp %s.base %s && cp %s.base.wal %s.wal", dpath,
-             dpath, dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    snprintf(to, sizeof to, "%s.tmp", dpath);
+    assert_int_equal(iqdbt_rm(to), 0);
+    snprintf(from, sizeof from, "%s.base", dpath);
+    assert_int_equal(iqdbt_cp(from, dpath), 0);
+    snprintf(from, sizeof from, "%s.base.wal", dpath);
+    snprintf(to, sizeof to, "%s.wal", dpath);
+    assert_int_equal(iqdbt_cp(from, to), 0);
 }
 
 static void durable_build(iqdb_compression c) {
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "rm -f %s %s.wal %s.tmp", dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    char p2[1400];
+    assert_int_equal(iqdbt_rm(dpath), 0);
+    snprintf(p2, sizeof p2, "%s.wal", dpath);
+    assert_int_equal(iqdbt_rm(p2), 0);
+    snprintf(p2, sizeof p2, "%s.tmp", dpath);
+    assert_int_equal(iqdbt_rm(p2), 0);
     iqdbt_fail_off(&A);
     iqdb_options o = durable_opts(c);
     iqdb *db;
@@ -671,11 +680,15 @@ static void durable_build(iqdb_compression c) {
         assert_int_equal(iqdb_delete_key(db, k, kl, NULL), IQDB_OK);
     }
     /* leave the WAL records in place: copy the files before close checkpoints them */
-    snprintf(cmd, sizeof cmd, "cp %s %s.s && cp %s.wal %s.w", dpath, dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    char s_copy[1400], w_copy[1400], wal[1400];
+    snprintf(s_copy, sizeof s_copy, "%s.s", dpath);
+    snprintf(w_copy, sizeof w_copy, "%s.w", dpath);
+    snprintf(wal, sizeof wal, "%s.wal", dpath);
+    assert_int_equal(iqdbt_cp(dpath, s_copy), 0);
+    assert_int_equal(iqdbt_cp(wal, w_copy), 0);
     assert_int_equal(iqdb_close(db), IQDB_OK);
-    snprintf(cmd, sizeof cmd, "mv %s.s %s && mv %s.w %s.wal", dpath, dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(iqdbt_mv(s_copy, dpath), 0);
+    assert_int_equal(iqdbt_mv(w_copy, wal), 0);
 }
 
 enum { D_CREATE, D_RECOVER, D_UPSERT, D_UPSERT_KEY, D_CHECKPOINT, D_CLOSE };
@@ -687,9 +700,10 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
         for (n = 1; n < 100000 && !completed; n++) {
             durable_base(c);
             if (which == D_CREATE) {
-                char cmd[1400];
-                snprintf(cmd, sizeof cmd, "rm -f %s %s.wal", dpath, dpath);
-                assert_int_equal(system(cmd), 0);
+                char wal[1400];
+                snprintf(wal, sizeof wal, "%s.wal", dpath);
+                assert_int_equal(iqdbt_rm(dpath), 0);
+                assert_int_equal(iqdbt_rm(wal), 0);
             }
             iqdb_options o = durable_opts(c);
             iqdb *db = NULL;
@@ -760,8 +774,7 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
 
 static void test_oom_durable(void **s) {
     (void)s;
-    snprintf(ddir, sizeof ddir, "/tmp/iqdb-oom-XXXXXX");
-    assert_non_null(mkdtemp(ddir));
+    assert_int_equal(iqdbt_mkdtemp(ddir, sizeof ddir, "iqdb-oom"), 0);
     snprintf(dpath, sizeof dpath, "%s/db", ddir);
     durable_loop(D_CREATE, IQDB_COMPRESS_NONE, "durable open (create)");
     durable_loop(D_RECOVER, IQDB_COMPRESS_NONE, "durable open (recover)");
@@ -771,9 +784,7 @@ static void test_oom_durable(void **s) {
     durable_loop(D_UPSERT_KEY, IQDB_COMPRESS_NONE, "durable upsert_key");
     durable_loop(D_CHECKPOINT, IQDB_COMPRESS_ZSTD, "durable checkpoint (zstd)");
     durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", ddir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(iqdbt_rmtree(ddir), 0);
 }
 
 static int setup(void **state) {
