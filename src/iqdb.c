@@ -5,8 +5,9 @@
  * The write protocol (upsert, upsert_batch) is what makes every write all or nothing:
  *   1. everything that can fail without touching the database runs first: argument checks,
  *      norms, metadata encoding, capacity reservation in the store and the id map;
- *   2. phase A adds each new version in a fresh slot and inserts it into the index; a failure
- *      here removes the new slots again (index remove never fails);
+ *   2. phase A adds each new version in a fresh slot, then inserts all of them into the index
+ *      at once (all or nothing: an index may build them in parallel); a failure there removes
+ *      the new slots again;
  *   3. phase B, which cannot fail, points each id at its new slot and drops the old version.
  * Searches hold the lock shared, so they never see a half-applied write.
  */
@@ -127,9 +128,8 @@ static int validate_options(iqdb_options *o) {
         return iqdb__fail(NULL, IQDB_INVALID, "ivf.n_probes %u exceeds %u", o->ivf.n_probes,
                           1u << 20);
     if (o->ivf.reserved) return iqdb__fail(NULL, IQDB_INVALID, "ivf.reserved must be 0");
-    if (o->index == IQDB_INDEX_HNSW || o->index == IQDB_INDEX_IVF)
-        return iqdb__fail(NULL, IQDB_UNSUPPORTED, "the %s index is not available in this version",
-                          o->index == IQDB_INDEX_HNSW ? "HNSW" : "IVF");
+    if (o->index == IQDB_INDEX_IVF)
+        return iqdb__fail(NULL, IQDB_UNSUPPORTED, "the IVF index is not available in this version");
     return IQDB_OK;
 }
 
@@ -203,10 +203,12 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     db->env.op = iqdb__metric_op(db->metric);
     db->env.mem = &db->mem;
     db->env.scratch = &db->scratch;
+    db->env.opts = &db->opts;
     rc = iqdb__pool_create(&db->mem, db->threads - 1, &db->pool);
     if (rc == IQDB_OK) {
         db->env.pool = db->pool;
-        rc = iqdb__index_create(IQDB__INDEX_FLAT, &db->env, &db->index);
+        rc = iqdb__index_create(o.index == IQDB_INDEX_HNSW ? IQDB__INDEX_HNSW : IQDB__INDEX_FLAT,
+                                &db->env, &db->index);
     }
     if (rc) {
         teardown(db);
@@ -263,16 +265,11 @@ static int apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *ve
     for (size_t i = 0; i < n; i++) {
         slots[i] = iqdb__store_add(st, ids[i], vecs + i * db->dim, sqn[i], blobs[i], blob_len[i]);
         blobs[i] = NULL;
-        rc = iqdb__index_insert(db->index, &db->env, slots[i]);
-        if (rc) {
-            iqdb__store_remove(st, slots[i]);
-            for (size_t j = i; j-- > 0;) {
-                iqdb__index_remove(db->index, &db->env, slots[j]);
-                iqdb__store_remove(st, slots[j]);
-            }
-            for (size_t j = i + 1; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
-            return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
-        }
+    }
+    rc = iqdb__index_insert_batch(db->index, &db->env, slots, n);
+    if (rc) {
+        for (size_t j = n; j-- > 0;) iqdb__store_remove(st, slots[j]);
+        return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
     }
     /* phase B: cannot fail */
     for (size_t i = 0; i < n; i++) {
@@ -357,6 +354,15 @@ int iqdb_delete(iqdb *db, iqdb_id id, int *existed) {
         if (existed) *existed = 1;
     }
     iqdb__rwlock_wrunlock(&db->lock);
+    return IQDB_OK;
+}
+
+int iqdb_optimize(iqdb *db) {
+    CHECK_DB(db);
+    iqdb__rwlock_wrlock(&db->lock);
+    int rc = iqdb__index_optimize(db->index, &db->env);
+    iqdb__rwlock_wrunlock(&db->lock);
+    if (rc) return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
     return IQDB_OK;
 }
 
@@ -599,7 +605,10 @@ int iqdb_check(iqdb *db) {
         rc = check_rows(db, seen);
         if (rc == IQDB_OK) {
             rc = iqdb__index_check(db->index, &db->env);
-            if (rc) rc = iqdb__fail_retag(db, rc);
+            if (rc == IQDB_NOMEM)
+                rc = iqdb__nomem(db);
+            else if (rc)
+                rc = iqdb__fail_retag(db, rc);
         }
         iqdb__free(&db->mem, seen, n);
     }
