@@ -13,10 +13,12 @@
  *                         16-20 the node's level, 30 "has overflow children", 31 "present".
  *                         Fixed blocks indexed by slot: a node's neighbours are one cache-line
  *                         read away from its slot number, with no pointer to chase.
- *   up[slot]              NULL, or level blocks of 1 + m words (count, then up to m slots) for
- *                         layers 1..level; about 1 node in m has one.
+ *   um (a table by slot)  for the ~1 node in m whose level is above 0: level blocks of 1 + m
+ *                         words (count, then up to m slots) for layers 1..level. A table, not a
+ *                         pointer per node: 1.6 instead of 8 bytes a node at m = 16.
  *   parent[slot]          the node's reachability parent (below); ovf_head / ovf_next hold the
- *                         rare overflow edges; indeg[slot] counts the layer-0 lists holding it.
+ *                         rare overflow edges; indeg[slot] (u16, saturating) counts the layer-0
+ *                         lists holding it.
  *
  * Levels are a function of (seed, the row's sequence number): level L has probability m^-L,
  * drawn with integer thresholds (no libm), so a build is reproducible and load can verify every
@@ -44,12 +46,17 @@
  *      ovf_next[child]), which searches traverse like list edges.
  *  I5  a chain holds exactly the parent's children that are not in its layer-0 list, and the
  *      header's overflow bit is set iff the chain is non-empty.
- *  I6  indeg[z] = the number of layer-0 lists that hold z.
+ *  I6  indeg[z] = the number of layer-0 lists that hold z (or HN_INDEG_MAX when that many or
+ *      more).
  *
  * Why I4: standard HNSW may leave nodes unreachable (all their in-links pruned away), and with
  * deletes it gets worse; a node nothing links to can never be found. The parent tree makes
  * "every live node reachable from the entry point" an invariant that costs 12 bytes a node and a
  * handful of pinned edges, instead of a property that usually holds.
+ *
+ * Memory per node at m = 16: 132 bytes of layer 0, 2 of indeg, 12 of parent and chain links, ~6
+ * of upper layers and their table, and the writer's 2-byte visited mark: about 154 (hnswlib:
+ * 132 + an 8-byte pointer, a 4-byte level and a 40-byte mutex per node, besides vector and label).
  *
  * ---------------------------------------------------------------------------------------------
  * Algorithms
@@ -140,6 +147,7 @@
 #define HN_HAS_OVF (1u << 30)
 #define HN_PRESENT (1u << 31)
 #define HN_STRIPES 4096u
+#define HN_INDEG_MAX UINT16_MAX
 #define HN_GROUP 64u    /* overflow-chain members scored per kernel call */
 #define HN_PAR_MIN 256u /* smaller batches are inserted on the calling thread */
 #define HN_DEFAULT_SEED 0x2545f4914f6cdd1dull
@@ -158,11 +166,21 @@
 #define HN_PREFETCH_LINES 2u
 #define HN_AHEAD 2u
 
+/* The upper-layer blocks of the ~1/m nodes that have them, by slot: open addressing, linear
+ * probing, backward-shift deletion, load at most 1/2. A pointer per node would cost 8 bytes for
+ * every node; this costs about 12 * 2/(m-1) (1.6 bytes a node at m = 16). Lookups happen only on
+ * upper layers (a few dozen per search). */
+typedef struct hn_umap {
+    uint32_t *key; /* slot, or HN_NONE */
+    uint32_t **blk;
+    size_t cap, n; /* cap: 0 or a power of two */
+} hn_umap;
+
 typedef struct hn_graph {
     size_t cap; /* nodes the arrays hold (>= the store's slot count after an insert) */
     uint32_t *l0;
-    uint32_t **up;
-    _Atomic uint32_t *indeg;
+    hn_umap um;
+    _Atomic uint16_t *indeg; /* saturates at HN_INDEG_MAX ("that many or more") */
     _Atomic uint32_t *parent;
     uint32_t *ovf_head, *ovf_next;
     uint32_t entry, root;
@@ -182,7 +200,8 @@ struct iqdb__hnsw {
     uint32_t batch;                 /* neighbours scored per kernel call: max(m0, HN_GROUP) */
     hn_graph g;
     iqdb__scratch *ws;  /* the writer's scratch: single inserts and every remove */
-    iqdb__scratch *ws2; /* a second one for the searches of delete repairs */
+    iqdb__scratch *ws2; /* a second one for the searches of delete repairs; it borrows ws's
+                           visited array (2 bytes a node saved; see hn_repair) */
     _Atomic uint32_t *locks;
     iqdb__mutex elock;
 };
@@ -191,9 +210,22 @@ struct iqdb__hnsw {
 /* Small helpers                                                                                */
 /* ============================================================================================ */
 
+static inline size_t hn_umap_home(const hn_umap *u, uint32_t slot) {
+    return (size_t)(((uint64_t)slot * 0x9e3779b97f4a7c15ull) >> 32) & (u->cap - 1);
+}
+
+/* The upper block of slot, or NULL. */
+static inline uint32_t *hn_umap_get(const hn_umap *u, uint32_t slot) {
+    if (!u->cap) return NULL;
+    for (size_t i = hn_umap_home(u, slot);; i = (i + 1) & (u->cap - 1)) {
+        if (u->key[i] == slot) return u->blk[i];
+        if (u->key[i] == HN_NONE) return NULL;
+    }
+}
+
 static inline uint32_t *hn_blk(const iqdb__hnsw *h, const hn_graph *g, uint32_t x, int lc) {
     if (lc == 0) return g->l0 + (size_t)x * h->stride0;
-    return g->up[x] + (size_t)(lc - 1) * h->strideu;
+    return hn_umap_get(&g->um, x) + (size_t)(lc - 1) * h->strideu;
 }
 static inline uint32_t hn_hdr(const iqdb__hnsw *h, const hn_graph *g, uint32_t x) {
     return g->l0[(size_t)x * h->stride0];
@@ -224,6 +256,23 @@ static int hn_level_of(const iqdb__hnsw *h, uint64_t seq) {
 
 static inline int hn_older(const iqdb__store *st, uint32_t a, uint32_t b) {
     return st->seqs[a] < st->seqs[b];
+}
+
+/* indeg saturates: a node with HN_INDEG_MAX or more in-links keeps that value, and deleting it
+ * scans every list instead of trusting the count. */
+static inline void hn_indeg_inc(hn_graph *g, uint32_t x) {
+    uint16_t v = atomic_load_explicit(&g->indeg[x], memory_order_relaxed);
+    while (v != HN_INDEG_MAX &&
+           !atomic_compare_exchange_weak_explicit(&g->indeg[x], &v, (uint16_t)(v + 1),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+static inline void hn_indeg_dec(hn_graph *g, uint32_t x) {
+    uint16_t v = atomic_load_explicit(&g->indeg[x], memory_order_relaxed);
+    while (v != HN_INDEG_MAX && v != 0 &&
+           !atomic_compare_exchange_weak_explicit(&g->indeg[x], &v, (uint16_t)(v - 1),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
 }
 
 /* Spinlock stripes (parallel builds only). */
@@ -452,15 +501,75 @@ static void hn_graph_init(hn_graph *g) {
     g->top = -1;
 }
 
+/* Room for `extra` more entries without growing later; all or nothing. */
+static int hn_umap_reserve(iqdb__mem *mem, hn_umap *u, size_t extra) {
+    size_t need = u->n + extra, cap = u->cap ? u->cap : 16;
+    while (cap < 2 * need) cap *= 2;
+    if (cap == u->cap) return IQDB_OK;
+    uint32_t *key = iqdb__alloc(mem, cap * sizeof *key);
+    uint32_t **blk = iqdb__alloc(mem, cap * sizeof *blk);
+    if (!key || !blk) {
+        iqdb__free(mem, key, cap * sizeof *key);
+        iqdb__free(mem, (void *)blk, cap * sizeof *blk);
+        return IQDB_NOMEM;
+    }
+    hn_umap nu = {key, blk, cap, 0};
+    memset(key, 0xff, cap * sizeof *key);
+    for (size_t i = 0; i < u->cap; i++) {
+        if (u->key[i] == HN_NONE) continue;
+        size_t j = hn_umap_home(&nu, u->key[i]);
+        while (nu.key[j] != HN_NONE) j = (j + 1) & (cap - 1);
+        nu.key[j] = u->key[i];
+        nu.blk[j] = u->blk[i];
+        nu.n++;
+    }
+    iqdb__free(mem, u->key, u->cap * sizeof *u->key);
+    iqdb__free(mem, (void *)u->blk, u->cap * sizeof *u->blk);
+    *u = nu;
+    return IQDB_OK;
+}
+
+/* Adds slot -> blk (after a reserve). */
+static void hn_umap_put(hn_umap *u, uint32_t slot, uint32_t *blk) {
+    size_t i = hn_umap_home(u, slot);
+    while (u->key[i] != HN_NONE) i = (i + 1) & (u->cap - 1);
+    u->key[i] = slot;
+    u->blk[i] = blk;
+    u->n++;
+}
+
+/* Removes slot; returns its block (NULL if absent). Backward shift: no tombstones. */
+static uint32_t *hn_umap_del(hn_umap *u, uint32_t slot) {
+    if (!u->cap) return NULL;
+    size_t i = hn_umap_home(u, slot), mask = u->cap - 1;
+    while (u->key[i] != slot) {
+        if (u->key[i] == HN_NONE) return NULL;
+        i = (i + 1) & mask;
+    }
+    uint32_t *b = u->blk[i];
+    for (size_t j = (i + 1) & mask; u->key[j] != HN_NONE; j = (j + 1) & mask) {
+        size_t home = hn_umap_home(u, u->key[j]);
+        /* the entry at j may move to the hole at i if its home is not in (i, j] */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            u->key[i] = u->key[j];
+            u->blk[i] = u->blk[j];
+            i = j;
+        }
+    }
+    u->key[i] = HN_NONE;
+    u->n--;
+    return b;
+}
+
 static void hn_graph_free(const iqdb__hnsw *h, hn_graph *g) {
     iqdb__mem *mem = h->mem;
-    if (g->up)
-        for (size_t x = 0; x < g->cap; x++)
-            if (g->up[x])
-                iqdb__free(mem, g->up[x],
-                           (size_t)hn_level(h, g, (uint32_t)x) * h->strideu * sizeof(uint32_t));
+    for (size_t i = 0; i < g->um.cap; i++)
+        if (g->um.key[i] != HN_NONE)
+            iqdb__free(mem, g->um.blk[i],
+                       (size_t)hn_level(h, g, g->um.key[i]) * h->strideu * sizeof(uint32_t));
+    iqdb__free(mem, g->um.key, g->um.cap * sizeof *g->um.key);
+    iqdb__free(mem, (void *)g->um.blk, g->um.cap * sizeof *g->um.blk);
     iqdb__free(mem, g->l0, g->cap * h->stride0 * sizeof(uint32_t));
-    iqdb__free(mem, (void *)g->up, g->cap * sizeof *g->up);
     iqdb__free(mem, (void *)g->indeg, g->cap * sizeof *g->indeg);
     iqdb__free(mem, (void *)g->parent, g->cap * sizeof *g->parent);
     iqdb__free(mem, g->ovf_head, g->cap * sizeof *g->ovf_head);
@@ -476,48 +585,41 @@ static int hn_graph_grow(const iqdb__hnsw *h, hn_graph *g, size_t need) {
     if (ncap < need) return IQDB_NOMEM;
     iqdb__mem *mem = h->mem;
     size_t old = g->cap;
-    const size_t el[6] = {h->stride0 * sizeof(uint32_t),
-                          sizeof(uint32_t *),
-                          sizeof(uint32_t),
-                          sizeof(uint32_t),
-                          sizeof(uint32_t),
-                          sizeof(uint32_t)};
-    void *olds[6] = {g->l0,       (void *)g->up, (void *)g->indeg, (void *)g->parent,
-                     g->ovf_head, g->ovf_next};
-    void *n[6] = {0};
-    for (int i = 0; i < 6; i++) {
+    const size_t el[5] = {h->stride0 * sizeof(uint32_t), sizeof(uint16_t), sizeof(uint32_t),
+                          sizeof(uint32_t), sizeof(uint32_t)};
+    void *olds[5] = {g->l0, (void *)g->indeg, (void *)g->parent, g->ovf_head, g->ovf_next};
+    void *n[5] = {0};
+    for (int i = 0; i < 5; i++) {
         size_t bytes;
         if (iqdb__mul_overflow(ncap, el[i], &bytes) || !(n[i] = iqdb__alloc(mem, bytes))) {
             for (int j = 0; j < i; j++) iqdb__free(mem, n[j], ncap * el[j]);
             return IQDB_NOMEM;
         }
         if (old) memcpy(n[i], olds[i], old * el[i]);
+        /* new nodes: header 0 (absent), indeg 0; parent and chain links "none" */
+        memset((char *)n[i] + old * el[i], i < 2 ? 0 : 0xff, (ncap - old) * el[i]);
     }
-    memset((char *)n[0] + old * el[0], 0, (ncap - old) * el[0]);
-    memset((char *)n[1] + old * el[1], 0, (ncap - old) * el[1]);
-    memset((char *)n[2] + old * el[2], 0, (ncap - old) * el[2]);
-    for (int i = 3; i < 6; i++) memset((char *)n[i] + old * el[i], 0xff, (ncap - old) * el[i]);
-    for (int i = 0; i < 6; i++) iqdb__free(mem, olds[i], old * el[i]);
+    for (int i = 0; i < 5; i++) iqdb__free(mem, olds[i], old * el[i]);
     g->l0 = n[0];
-    g->up = n[1];
-    g->indeg = n[2];
-    g->parent = n[3];
-    g->ovf_head = n[4];
-    g->ovf_next = n[5];
+    g->indeg = n[1];
+    g->parent = n[2];
+    g->ovf_head = n[3];
+    g->ovf_next = n[4];
     g->cap = ncap;
     return IQDB_OK;
 }
 
 static size_t hn_graph_mem(const iqdb__hnsw *h, const hn_graph *g) {
-    return g->cap * (h->stride0 * sizeof(uint32_t) + sizeof(uint32_t *) + 4 * sizeof(uint32_t)) +
-           g->up_bytes;
+    return g->cap * (h->stride0 * sizeof(uint32_t) + sizeof(uint16_t) + 3 * sizeof(uint32_t)) +
+           g->um.cap * (sizeof(uint32_t) + sizeof(uint32_t *)) + g->up_bytes;
 }
 
-/* Sizes a scratch for graph work over `cap` slots with result sets of up to `ef`. */
+/* Sizes a scratch for graph work over `cap` slots with result sets of up to `ef` (cap 0: no
+ * visited array of its own). */
 static int hn_scratch_prepare(const iqdb__hnsw *h, iqdb__scratch *s, size_t cap, size_t ef) {
     iqdb__mem *mem = h->mem;
     size_t rows = IQDB_MAX((size_t)h->batch, 3 * (size_t)h->m0 + 2);
-    IQDB_TRY(iqdb__scratch_marks(s, mem, cap));
+    if (cap) IQDB_TRY(iqdb__scratch_marks(s, mem, cap));
     IQDB_TRY(iqdb__scratch_items(mem, &s->gw, &s->gw_cap, ef + 1));
     IQDB_TRY(iqdb__scratch_items(mem, &s->gc, &s->gc_cap, ef + h->batch + 1));
     IQDB_TRY(iqdb__scratch_items(mem, &s->gs, &s->gs_cap, 3 * (size_t)h->m0 + 2));
@@ -804,11 +906,9 @@ static void hn_reselect(iqdb__hnsw *h, const iqdb__env *env, iqdb__scratch *s, u
     if (lc == 0) {
         uint32_t old = hn_count(b);
         for (uint32_t i = 0; i < old; i++)
-            if (!hn_in(out, nsel, b[1 + i]))
-                atomic_fetch_sub_explicit(&g->indeg[b[1 + i]], 1, memory_order_relaxed);
+            if (!hn_in(out, nsel, b[1 + i])) hn_indeg_dec(g, b[1 + i]);
         for (size_t i = 0; i < nsel; i++)
-            if (!hn_contains(b, out[i]))
-                atomic_fetch_add_explicit(&g->indeg[out[i]], 1, memory_order_relaxed);
+            if (!hn_contains(b, out[i])) hn_indeg_inc(g, out[i]);
     }
     for (size_t i = 0; i < nsel; i++) b[1 + i] = out[i];
     hn_set_count(b, (uint32_t)nsel);
@@ -828,7 +928,7 @@ static void hn_link(iqdb__hnsw *h, const iqdb__env *env, iqdb__scratch *s, uint3
         if (n < hn_cap_at(h, lc)) {
             b[1 + n] = x;
             hn_set_count(b, n + 1);
-            if (lc == 0) atomic_fetch_add_explicit(&g->indeg[x], 1, memory_order_relaxed);
+            if (lc == 0) hn_indeg_inc(g, x);
         } else {
             for (uint32_t i = 0; i < n; i++) s->ids[i] = b[1 + i];
             s->ids[n] = x;
@@ -889,8 +989,7 @@ static void hn_insert_node(iqdb__hnsw *h, const iqdb__env *env, iqdb__scratch *s
             for (size_t i = 0; i < nsel; i++) b[1 + i] = out[i];
             hn_set_count(b, (uint32_t)nsel);
             if (lc == 0)
-                for (size_t i = 0; i < nsel; i++)
-                    atomic_fetch_add_explicit(&g->indeg[out[i]], 1, memory_order_relaxed);
+                for (size_t i = 0; i < nsel; i++) hn_indeg_inc(g, out[i]);
         } else {
             size_t k = 0;
             for (uint32_t i = 0; i < had; i++) s->ids[k++] = b[1 + i];
@@ -966,7 +1065,7 @@ int iqdb__hnsw_insert(iqdb__hnsw *h, const iqdb__env *env, const uint32_t *slots
     /* 1. every allocation, before the graph changes */
     IQDB_TRY(hn_graph_grow(h, g, st->n_slots));
     IQDB_TRY(hn_scratch_prepare(h, h->ws, g->cap, h->efc));
-    IQDB_TRY(hn_scratch_prepare(h, h->ws2, g->cap, 4 * (size_t)h->m0));
+    IQDB_TRY(hn_scratch_prepare(h, h->ws2, 0, 4 * (size_t)h->m0));
     unsigned width = hn_build_width(env, n);
     iqdb__scratch *sc[IQDB_MAX_THREADS];
     sc[0] = h->ws;
@@ -984,19 +1083,23 @@ int iqdb__hnsw_insert(iqdb__hnsw *h, const iqdb__env *env, const uint32_t *slots
         }
     }
     width = made;
-    size_t i = 0;
-    for (; i < n; i++) {
+    size_t i = 0, n_upper = 0;
+    for (i = 0; i < n; i++) n_upper += hn_level_of(h, st->seqs[slots[i]]) > 0;
+    int rc = hn_umap_reserve(mem, &g->um, n_upper);
+    for (i = 0; rc == IQDB_OK && i < n; i++) {
         uint32_t x = slots[i];
         int L = hn_level_of(h, st->seqs[x]);
-        IQDB_ASSERT(x < g->cap && !hn_present(h, g, x) && !g->up[x]);
-        if (L && !(g->up[x] = iqdb__calloc(mem, (size_t)L * h->strideu, sizeof(uint32_t)))) break;
+        IQDB_ASSERT(x < g->cap && !hn_present(h, g, x) && !hn_umap_get(&g->um, x));
+        if (!L) continue;
+        uint32_t *b = iqdb__calloc(mem, (size_t)L * h->strideu, sizeof(uint32_t));
+        if (!b) break;
+        hn_umap_put(&g->um, x, b);
     }
-    if (i < n) { /* undo */
-        for (size_t j = 0; j < i; j++) {
+    if (rc || i < n) { /* undo */
+        for (size_t j = 0; rc == IQDB_OK && j < i; j++) {
             uint32_t x = slots[j];
             int L = hn_level_of(h, st->seqs[x]);
-            iqdb__free(mem, g->up[x], (size_t)L * h->strideu * sizeof(uint32_t));
-            g->up[x] = NULL;
+            iqdb__free(mem, hn_umap_del(&g->um, x), (size_t)L * h->strideu * sizeof(uint32_t));
         }
         for (unsigned t = 1; t < width; t++) iqdb__scratch_destroy(mem, sc[t]);
         return IQDB_NOMEM;
@@ -1052,6 +1155,11 @@ static void hn_repair(iqdb__hnsw *h, const iqdb__env *env, iqdb__scratch *s, uin
     if (n) {
         /* A short beam search from these candidates finds y's true neighbourhood without x. */
         iqdb__scratch *t = h->ws2;
+        /* The search borrows the writer's visited array: its epochs overwrite the delete's
+         * own marks, which then only cost re-checks (the delete's final scan ignores marks). */
+        t->mark = s->mark;
+        t->mark_cap = s->mark_cap;
+        t->epoch = s->epoch;
         hn_q Qy;
         hn_q_init(&Qy, h, env, iqdb__store_vec(st, y), hn_norm(h, st, y));
         uint16_t ep = iqdb__scratch_epoch(t);
@@ -1064,6 +1172,9 @@ static void hn_repair(iqdb__hnsw *h, const iqdb__env *env, iqdb__scratch *s, uin
             maxh_offer(t->gw, &nW, ef, it, st->seqs);
         }
         hn_search_layer(&Qy, g, t, ep, &nW, ef, lc, 0);
+        s->epoch = t->epoch;
+        t->mark = NULL;
+        t->mark_cap = 0;
         /* candidates: the union above plus what the search found (not y's chain members) */
         for (size_t i = 0; i < nW && n < 3 * (size_t)h->m0; i++) {
             uint32_t c = t->gw[i].slot;
@@ -1093,11 +1204,12 @@ static uint32_t hn_highest_except(const iqdb__hnsw *h, const hn_graph *g, const 
                                   uint32_t x, uint32_t oldest) {
     uint32_t best = HN_NONE;
     int bl = 0;
-    for (size_t y = 0; y < g->cap; y++) {
-        if (y == x || !g->up[y]) continue;
-        int l = hn_level(h, g, (uint32_t)y);
+    for (size_t i = 0; i < g->um.cap; i++) {
+        uint32_t y = g->um.key[i];
+        if (y == HN_NONE || y == x) continue;
+        int l = hn_level(h, g, y);
         if (best == HN_NONE || l > bl || (l == bl && st->seqs[y] < st->seqs[best])) {
-            best = (uint32_t)y;
+            best = y;
             bl = l;
         }
     }
@@ -1113,10 +1225,12 @@ typedef struct hn_rm {
     uint32_t found;
 } hn_rm;
 
-/* A candidate in-neighbour of the deleted node on layer 0: repaired if it links to it. */
-static void hn_rm_consider(hn_rm *r, uint32_t y) {
+/* A candidate in-neighbour of the deleted node on layer 0: repaired if it links to it. Marks
+ * only save re-checks (`trust` 0: check anyway): a repaired node no longer links to x, so it is
+ * never counted twice. */
+static void hn_rm_consider(hn_rm *r, uint32_t y, int trust) {
     hn_graph *g = &r->h->g;
-    if (r->s->mark[y] == r->ep) return;
+    if (trust && r->s->mark[y] == r->ep) return;
     r->s->mark[y] = r->ep;
     if (!hn_present(r->h, g, y) || !hn_contains(hn_blk(r->h, g, y, 0), r->x)) return;
     hn_repair(r->h, r->env, r->s, y, r->x, 0);
@@ -1144,28 +1258,34 @@ void iqdb__hnsw_remove(iqdb__hnsw *h, const iqdb__env *env, uint32_t x) {
 
     /* 2. upper layers: the ~1/m nodes that have them are scanned */
     for (int lc = 1; lc <= L; lc++)
-        for (size_t y = 0; y < g->cap; y++)
-            if (y != x && g->up[y] && hn_level(h, g, (uint32_t)y) >= lc &&
-                hn_contains(hn_blk(h, g, (uint32_t)y, lc), x))
-                hn_repair(h, env, s, (uint32_t)y, x, lc);
+        for (size_t i = 0; i < g->um.cap; i++) {
+            uint32_t y = g->um.key[i];
+            if (y != HN_NONE && y != x && hn_level(h, g, y) >= lc &&
+                hn_contains(hn_blk(h, g, y, lc), x))
+                hn_repair(h, env, s, y, x, lc);
+        }
 
     /* 3. layer 0: indeg says how many lists hold x. Look where they usually are — x's own
      * neighbours (most edges are reciprocal), its parent, its 2-hop neighbourhood — and scan
      * every node only if some are still missing. */
     hn_rm r = {h, env, s, x, iqdb__scratch_epoch(s), 0};
-    const uint32_t need = atomic_load_explicit(&g->indeg[x], memory_order_relaxed);
+    uint32_t need = atomic_load_explicit(&g->indeg[x], memory_order_relaxed);
+    const int unknown = need == HN_INDEG_MAX; /* saturated: only a full scan finds them all */
+    if (unknown) need = UINT32_MAX;
     s->mark[x] = r.ep;
     const uint32_t *bx = hn_blk(h, g, x, 0);
-    for (uint32_t i = 0; i < hn_count(bx) && r.found < need; i++) hn_rm_consider(&r, bx[1 + i]);
+    for (uint32_t i = 0; i < hn_count(bx) && r.found < need; i++) hn_rm_consider(&r, bx[1 + i], 1);
     for (uint32_t c = g->ovf_head[x]; c != HN_NONE && r.found < need; c = g->ovf_next[c])
-        hn_rm_consider(&r, c);
-    if (px != HN_NONE && r.found < need) hn_rm_consider(&r, px);
+        hn_rm_consider(&r, c, 1);
+    if (px != HN_NONE && r.found < need) hn_rm_consider(&r, px, 1);
     for (uint32_t i = 0; i < hn_count(bx) && r.found < need; i++) {
         const uint32_t *bz = hn_blk(h, g, bx[1 + i], 0);
-        for (uint32_t j = 0; j < hn_count(bz) && r.found < need; j++) hn_rm_consider(&r, bz[1 + j]);
+        for (uint32_t j = 0; j < hn_count(bz) && r.found < need; j++)
+            hn_rm_consider(&r, bz[1 + j], 1);
     }
-    for (size_t y = 0; y < g->cap && r.found < need; y++) hn_rm_consider(&r, (uint32_t)y);
-    IQDB_ASSERT(r.found == need);
+    for (size_t y = 0; y < g->cap && r.found < need; y++)
+        if (y != x) hn_rm_consider(&r, (uint32_t)y, 0);
+    IQDB_ASSERT(unknown || r.found == need);
 
     /* 4. x's children get a new parent: x's own parent (older than x, so older than them), or
      * the new root when x was the root; the (new) root's parent is the (new) entry. */
@@ -1193,10 +1313,8 @@ void iqdb__hnsw_remove(iqdb__hnsw *h, const iqdb__env *env, uint32_t x) {
     }
 
     /* 5. x leaves, with its own edges */
-    for (uint32_t i = 0; i < hn_count(bx); i++)
-        atomic_fetch_sub_explicit(&g->indeg[bx[1 + i]], 1, memory_order_relaxed);
-    iqdb__free(h->mem, g->up[x], (size_t)L * h->strideu * sizeof(uint32_t));
-    g->up[x] = NULL;
+    for (uint32_t i = 0; i < hn_count(bx); i++) hn_indeg_dec(g, bx[1 + i]);
+    iqdb__free(h->mem, hn_umap_del(&g->um, x), (size_t)L * h->strideu * sizeof(uint32_t));
     g->up_bytes -= (size_t)L * h->strideu * sizeof(uint32_t);
     g->l0[(size_t)x * h->stride0] = 0;
     atomic_store_explicit(&g->parent[x], HN_NONE, memory_order_relaxed);
@@ -1504,17 +1622,18 @@ static int hn_validate(const iqdb__hnsw *h, const hn_graph *g, const iqdb__store
                        uint32_t *work) {
     const size_t cap = g->cap;
     uint32_t *stamp = work, *owner = work + cap, *queue = work + 2 * cap;
-    uint64_t nodes = 0;
+    uint64_t nodes = 0, n_upper = 0;
     int maxl = -1;
     uint32_t oldest = HN_NONE;
     for (size_t i = 0; i < cap; i++) stamp[i] = owner[i] = HN_NONE;
-    /* I1, I2, levels */
-    for (size_t xs = 0; xs < cap; xs++) {
+    /* I1, I2, levels (slots past the arrays' capacity are not nodes: the store may have grown
+     * for an insert that then failed) */
+    for (size_t xs = 0; xs < IQDB_MAX(cap, st->n_slots); xs++) {
         uint32_t x = (uint32_t)xs;
         int live = xs < st->n_slots && st->live[xs];
         if (!hn_present(h, g, x)) {
             if (live) return HN_CORRUPT("live row %u is not in the graph", x);
-            if (g->l0[xs * h->stride0] || g->up[xs])
+            if (xs < cap && (g->l0[xs * h->stride0] || hn_umap_get(&g->um, x)))
                 return HN_CORRUPT("slot %u is not a node but has links", x);
             continue;
         }
@@ -1527,14 +1646,17 @@ static int hn_validate(const iqdb__hnsw *h, const hn_graph *g, const iqdb__store
         if (L != hn_level_of(h, st->seqs[x]))
             return HN_CORRUPT("node %u has level %d, its sequence number gives %d", x, L,
                               hn_level_of(h, st->seqs[x]));
-        if ((L > 0) != (g->up[x] != NULL))
-            return HN_CORRUPT("node %u of level %d has %s upper block", x, L,
-                              g->up[x] ? "an" : "no");
+        if ((L > 0) != (hn_umap_get(&g->um, x) != NULL))
+            return HN_CORRUPT("node %u of level %d has %s upper block", x, L, L ? "no" : "an");
+        n_upper += L > 0;
         for (int lc = 0; lc <= L; lc++)
             IQDB_TRY(hn_check_list(h, g, x, lc, stamp, x * 32u + (uint32_t)lc));
         if (L > maxl) maxl = L;
         if (oldest == HN_NONE || st->seqs[x] < st->seqs[oldest]) oldest = x;
     }
+    if (n_upper != g->um.n)
+        return HN_CORRUPT("%llu upper blocks for %llu upper nodes", (unsigned long long)g->um.n,
+                          (unsigned long long)n_upper);
     if (nodes != g->n_nodes || nodes != st->count)
         return HN_CORRUPT("%llu nodes, counted %llu, rows %llu", (unsigned long long)g->n_nodes,
                           (unsigned long long)nodes, (unsigned long long)st->count);
@@ -1598,9 +1720,11 @@ static int hn_validate(const iqdb__hnsw *h, const hn_graph *g, const iqdb__store
         for (uint32_t i = 0; i < hn_count(b); i++) stamp[b[1 + i]]++;
     }
     for (size_t x = 0; x < cap; x++)
-        if (stamp[x] != atomic_load_explicit(&g->indeg[x], memory_order_relaxed))
+        if (IQDB_MIN(stamp[x], (uint32_t)HN_INDEG_MAX) !=
+            atomic_load_explicit(&g->indeg[x], memory_order_relaxed))
             return HN_CORRUPT("node %zu: indeg %u, but %u lists hold it", x,
-                              atomic_load_explicit(&g->indeg[x], memory_order_relaxed), stamp[x]);
+                              (unsigned)atomic_load_explicit(&g->indeg[x], memory_order_relaxed),
+                              stamp[x]);
     /* reachability on layer 0 (lists and chains) from the entry point */
     for (size_t i = 0; i < cap; i++) stamp[i] = 0;
     size_t qh = 0, qt = 0;
@@ -1628,8 +1752,6 @@ static int hn_validate(const iqdb__hnsw *h, const hn_graph *g, const iqdb__store
 
 int iqdb__hnsw_check(const iqdb__hnsw *h, const iqdb__env *env) {
     const hn_graph *g = &h->g;
-    if (g->cap < env->store->n_slots && g->n_nodes)
-        return HN_CORRUPT("the graph holds %zu slots, the store %zu", g->cap, env->store->n_slots);
     if (!g->cap)
         return g->n_nodes || env->store->count ? HN_CORRUPT("no graph for the rows") : IQDB_OK;
     uint32_t *work = iqdb__alloc(h->mem, 3 * g->cap * sizeof(uint32_t));
@@ -1726,8 +1848,12 @@ static int hn_load_nodes(iqdb__hnsw *h, hn_graph *g, const iqdb__store *st, hn_r
         if ((p != HN_NONE && p >= st->n_slots) || (nx != HN_NONE && nx >= st->n_slots) ||
             (hd != HN_NONE && hd >= st->n_slots))
             return HN_CORRUPT("node %u has an out-of-range parent or chain link", x);
-        if (L && !(g->up[x] = iqdb__calloc(h->mem, (size_t)L * h->strideu, sizeof(uint32_t))))
-            return IQDB_NOMEM;
+        if (L) {
+            IQDB_TRY(hn_umap_reserve(h->mem, &g->um, 1));
+            uint32_t *b = iqdb__calloc(h->mem, (size_t)L * h->strideu, sizeof(uint32_t));
+            if (!b) return IQDB_NOMEM;
+            hn_umap_put(&g->um, x, b);
+        }
         g->up_bytes += (size_t)L * h->strideu * sizeof(uint32_t);
         g->l0[(size_t)x * h->stride0] = HN_PRESENT | (L << HN_LVL_SHIFT);
         atomic_store_explicit(&g->parent[x], p, memory_order_relaxed);
@@ -1801,14 +1927,14 @@ int iqdb__hnsw_load(iqdb__hnsw *h, const iqdb__env *env, iqdb__source *src) {
             if (!hn_present(h, &g, (uint32_t)x)) continue;
             const uint32_t *b = hn_blk(h, &g, (uint32_t)x, 0);
             for (uint32_t i = 0; i < hn_count(b); i++)
-                if (b[1 + i] < g.cap) atomic_fetch_add(&g.indeg[b[1 + i]], 1);
+                if (b[1 + i] < g.cap) hn_indeg_inc(&g, b[1 + i]);
         }
         uint32_t *work = iqdb__alloc(h->mem, 3 * g.cap * sizeof(uint32_t));
         rc = work ? hn_validate(h, &g, st, work) : IQDB_NOMEM;
         iqdb__free(h->mem, work, 3 * g.cap * sizeof(uint32_t));
     }
     if (rc == IQDB_OK) rc = hn_scratch_prepare(h, h->ws, g.cap, h->efc);
-    if (rc == IQDB_OK) rc = hn_scratch_prepare(h, h->ws2, g.cap, h->m0);
+    if (rc == IQDB_OK) rc = hn_scratch_prepare(h, h->ws2, 0, 4 * (size_t)h->m0);
     if (rc) {
         hn_graph_free(h, &g);
         hn_set_params(h, om, oefc, oef, owiden, oseed);
