@@ -1898,6 +1898,12 @@ int iqdb__hnsw_load(iqdb__hnsw *h, const iqdb__env *env, iqdb__source *src) {
         widen > 1024 || seed == 0)
         return HN_CORRUPT("parameters out of range (m %u, ef_construction %u, ef %u, widen %u)", m,
                           efc, ef, widen);
+    /* The index was created with the parameters the snapshot's own section holds: the graph
+     * must agree with them, or the handle would report one m and search with another. */
+    if (m != h->m || efc != h->efc || ef != h->ef || widen != h->widen || seed != h->seed)
+        return HN_CORRUPT("the graph's parameters (m %u, ef_construction %u, ef %u, widen %u) "
+                          "differ from the index's (%u, %u, %u, %u)",
+                          m, efc, ef, widen, h->m, h->efc, h->ef, h->widen);
     if (n_slots > st->n_slots || n_nodes != st->count || top1 > HN_MAX_LEVEL + 1 ||
         (n_nodes == 0) != (top1 == 0))
         return HN_CORRUPT("%u nodes in %u slots (top %u) do not fit %llu rows in %zu slots",

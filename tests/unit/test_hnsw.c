@@ -763,6 +763,9 @@ static void test_hnsw_load_hostile_fields(void **state) {
         {"20.count_cap", 72, 5, IQDB_CORRUPT},
         {"21.link", 76, 0xffffffffu, IQDB_CORRUPT},
         {"22.self_link", 76, 0, IQDB_CORRUPT},
+        {"23.m_other", 8, 3, IQDB_CORRUPT},         /* in range, but not the index's m */
+        {"24.ef_other", 16, 65, IQDB_CORRUPT},      /* nor its ef_search */
+        {"25.seed_other", 24, 12345, IQDB_CORRUPT}, /* nor its seed */
     };
     /* the first node is slot 1 (slot 0 was deleted and refilled: find it) */
     uint32_t first = (uint32_t)b.p[52] | (uint32_t)b.p[53] << 8;
