@@ -27,7 +27,10 @@
 //             faiss           (--faiss) IndexHNSWFlat M = 16, efConstruction = 200, Debian's
 //                             libfaiss (a generic x86-64 build: labelled, not a target)
 //
-//   iqdb-bench-ann [--queries N] [--reps R] [--build-reps R] [--efs 10,16,...] [--variants]
+//   --base N  a second scale: only the first N base vectors, with the exact ground truth computed
+//             here (integer arithmetic: the pixels are integers, so distances are exact).
+//
+//   iqdb-bench-ann [--queries N] [--base N] [--reps R] [--build-reps R] [--efs 10,16,...] [--variants]
 //                  [--faiss] [--no-threads] [--json PATH] [--data DIR] [--gt PATH]
 #include <algorithm>
 #include <atomic>
@@ -100,6 +103,7 @@ struct Options {
     int reps = 3, build_reps = 1;
     std::vector<size_t> efs = {10, 12, 14, 16,  20,  24,  28,  32,  40,  48, 56,
                                64, 80, 96, 128, 160, 200, 256, 320, 400, 512};
+    size_t base = 0; // 0: every base vector; else the first `base`, with exact ground truth
     bool variants = false, faiss = false, threads = true;
     std::string json, data = DS_FMNIST_DIR, gt = kGt;
 };
@@ -121,6 +125,8 @@ Options parse(int argc, char **argv) {
             o.queries = to_size("--queries", v), i++;
         else if (a == "--reps")
             o.reps = static_cast<int>(to_size("--reps", v)), i++;
+        else if (a == "--base")
+            o.base = to_size("--base", v), i++;
         else if (a == "--build-reps")
             o.build_reps = static_cast<int>(to_size(a.c_str(), v)), i++;
         else if (a == "--variants")
@@ -146,7 +152,7 @@ Options parse(int argc, char **argv) {
             }
             i++;
         } else {
-            std::printf("usage: %s [--queries N] [--reps R] [--build-reps R] [--efs a,b,...] "
+            std::printf("usage: %s [--queries N] [--base N] [--reps R] [--build-reps R] [--efs a,b,...] "
                         "[--variants] [--faiss] [--no-threads] [--json PATH] [--data DIR] "
                         "[--gt PATH]\n",
                         argv[0]);
@@ -170,6 +176,39 @@ double exact_d2(const float *a, const float *b, size_t d) {
         s += t * t;
     }
     return s;
+}
+
+// The exact 10 nearest of the first D.n base vectors for each of the D.nq queries, replacing
+// D.gt. Fashion-MNIST pixels are integers 0..255, so squared distances are exact in int32
+// (at most 784 * 255^2); two threads.
+void exact_ground_truth(Data &D) {
+    std::vector<int16_t> b(D.n * D.d), q(D.nq * D.d);
+    for (size_t i = 0; i < b.size(); i++) b[i] = static_cast<int16_t>(D.base[i]);
+    for (size_t i = 0; i < q.size(); i++) q[i] = static_cast<int16_t>(D.qs[i]);
+    std::free(D.gt);
+    D.gt = static_cast<int32_t *>(std::malloc(D.nq * kK * sizeof(int32_t)));
+    if (!D.gt) die("out of memory");
+    D.gt_dim = kK;
+    auto work = [&](size_t from, size_t to) {
+        std::vector<std::pair<int32_t, int32_t>> dist(D.n);
+        for (size_t qi = from; qi < to; qi++) {
+            const int16_t *qv = &q[qi * D.d];
+            for (size_t j = 0; j < D.n; j++) {
+                const int16_t *bv = &b[j * D.d];
+                int32_t s = 0;
+                for (size_t k = 0; k < D.d; k++) {
+                    int32_t t = qv[k] - bv[k];
+                    s += t * t;
+                }
+                dist[j] = {s, static_cast<int32_t>(j)};
+            }
+            std::partial_sort(dist.begin(), dist.begin() + kK, dist.end());
+            for (size_t k = 0; k < kK; k++) D.gt[qi * kK + k] = dist[k].second;
+        }
+    };
+    std::thread t(work, 0, D.nq / 2);
+    work(D.nq / 2, D.nq);
+    t.join();
 }
 
 // Tie-aware recall@10 of one query's labels.
@@ -359,6 +398,10 @@ int main(int argc, char **argv) {
     if (ds_ivecs_load(O.gt.c_str(), &D.gt, &n_gt, &D.gt_dim, err, sizeof err)) die(err);
     if (dq != D.d || n_gt < nq_all || D.gt_dim < kK) die("dataset and ground truth disagree");
     D.nq = std::min(O.queries, nq_all);
+    if (O.base && O.base < D.n) {
+        D.n = O.base;
+        exact_ground_truth(D);
+    }
     for (size_t q = 0; q < D.nq; q++)
         D.d10.push_back(exact_d2(
             D.qs + q * D.d, D.base + static_cast<size_t>(D.gt[q * D.gt_dim + kK - 1]) * D.d, D.d));
@@ -380,21 +423,9 @@ int main(int argc, char **argv) {
         size_t r0 = rss_bytes();
         e->db = iqdb_build(D, IQDB_SIMD_AUTO, 1, &e->build_s);
         e->rss_delta = rss_bytes() - r0;
-        iqdb_stats st = {sizeof st,
-                         0,
-                         0,
-                         IQDB_METRIC_DEFAULT,
-                         IQDB_INDEX_DEFAULT,
-                         IQDB_SIMD_AUTO,
-                         0,
-                         0,
-                         0,
-                         0,
-                         0,
-                         0,
-                         0,
-                         0,
-                         0};
+        iqdb_stats st;
+        std::memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
         iqdb_stats_get(e->db, &st);
         e->bytes = st.mem_total;
         iqdb_search_params_init(&e->p);
@@ -437,7 +468,11 @@ int main(int argc, char **argv) {
     if (O.faiss) {
         auto *e = new FaissEngine;
         e->name = "faiss";
+#ifdef IQDB_BENCH_FAISS_AVX2
+        e->label = "faiss 1.7.3 IndexHNSWFlat M=16 efc=200 (built -DFAISS_OPT_LEVEL=avx2)";
+#else
         e->label = "faiss 1.7.3 IndexHNSWFlat M=16 efc=200 (Debian generic build)";
+#endif
         omp_set_num_threads(1);
         size_t r0 = rss_bytes();
         e->ix = new faiss::IndexHNSWFlat(static_cast<int>(D.d), 16);
