@@ -30,7 +30,8 @@
 //   --base N  a second scale: only the first N base vectors, with the exact ground truth computed
 //             here (integer arithmetic: the pixels are integers, so distances are exact).
 //
-//   iqdb-bench-ann [--queries N] [--base N] [--reps R] [--build-reps R] [--efs 10,16,...] [--variants]
+//   iqdb-bench-ann [--queries N] [--base N] [--reps R] [--build-reps R] [--efs 10,16,...]
+//   [--variants]
 //                  [--faiss] [--no-threads] [--json PATH] [--data DIR] [--gt PATH]
 #include <algorithm>
 #include <atomic>
@@ -152,10 +153,11 @@ Options parse(int argc, char **argv) {
             }
             i++;
         } else {
-            std::printf("usage: %s [--queries N] [--base N] [--reps R] [--build-reps R] [--efs a,b,...] "
-                        "[--variants] [--faiss] [--no-threads] [--json PATH] [--data DIR] "
-                        "[--gt PATH]\n",
-                        argv[0]);
+            std::printf(
+                "usage: %s [--queries N] [--base N] [--reps R] [--build-reps R] [--efs a,b,...] "
+                "[--variants] [--faiss] [--no-threads] [--json PATH] [--data DIR] "
+                "[--gt PATH]\n",
+                argv[0]);
             std::exit(a == "-h" || a == "--help" ? 0 : 1);
         }
     }
