@@ -466,14 +466,22 @@ static void test_hnsw_build_determinism(void **state) {
 static void test_hnsw_parallel_build(void **state) {
     (void)state;
     const uint32_t dim = 12;
-    const size_t n = 1500; /* batches of 256+ are linked on the worker threads */
+#if defined(__SANITIZE_THREAD__)
+    /* TSan runs this test alone (unit.hnsw.parallel) at 10-20x the cost: smaller, still
+     * batches of 256+, which are linked on the worker threads */
+    const size_t n = 600;
+    const int batches = 2;
+#else
+    const size_t n = 1500;
+    const int batches = 3;
+#endif
     iqdbt_rng r = {71};
     float *vs = malloc(n * dim * sizeof(float));
     iqdb_id *ids = malloc(n * sizeof *ids);
     for (int round = 0; round < 3; round++) {
         iqdb *db = open_hnsw(dim, round == 1 ? IQDB_METRIC_COSINE : IQDB_METRIC_L2, 4 + 4 * round,
                              2, 70 + (uint64_t)round);
-        for (int batch = 0; batch < 3; batch++) {
+        for (int batch = 0; batch < batches; batch++) {
             iqdbt_fill(&r, vs, n * dim, -1, 1);
             for (size_t i = 0; i < n; i++) ids[i] = iqdbt_next(&r) % (n + n / 2);
             assert_int_equal(iqdb_upsert_batch(db, n, ids, vs, NULL), IQDB_OK);
