@@ -176,11 +176,13 @@ static void test_crash_workloads(void **state) {
         /* the graph in the snapshot, WAL records replayed into it */
         {"always-hnsw", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_NONE, 0, 24, 1, 16, IQDB_INDEX_HNSW},
     };
+    long ran = 0;
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         if (!iqdb_compression_available(defs[i].codec)) {
             printf("%-22s skipped: codec not compiled in\n", defs[i].name);
             continue;
         }
+        ran++;
         memset(&W, 0, sizeof W);
         W.name = defs[i].name;
         W.sync = defs[i].sync;
@@ -193,7 +195,8 @@ static void test_crash_workloads(void **state) {
     iqdb__io_set_default(NULL);
     printf("crash states checked: %ld, violations: %ld\n", states, violations);
     assert_int_equal(violations, 0);
-    assert_true(states >= 2000);
+    assert_true(states >=
+                400 * ran); /* 2000 with all five workloads (a build without codecs runs 3) */
 }
 
 int main(void) {
