@@ -280,7 +280,15 @@ static inline void hn_lock(const iqdb__hnsw *h, uint32_t x) {
     _Atomic uint32_t *l = &h->locks[x & (HN_STRIPES - 1)];
     for (;;) {
         if (!atomic_exchange_explicit(l, 1, memory_order_acquire)) return;
-        while (atomic_load_explicit(l, memory_order_relaxed)) {
+        /* Spin a little (a list is held for a few microseconds), then yield: on a machine with
+         * more runnable threads than cores the holder may have been preempted, and spinning
+         * would burn the time slice it needs. */
+        for (unsigned spins = 0; atomic_load_explicit(l, memory_order_relaxed); spins++) {
+            if (spins >= 2000) {
+                iqdb__thread_yield();
+                spins = 0;
+                continue;
+            }
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
 #endif
