@@ -521,10 +521,13 @@ static void hnsw_put(iqdb *db, iqdbt_rng *r, uint64_t id) {
 }
 
 static void copy_files(const char *suffix_from, const char *suffix_to) {
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "cp %s%s %s%s && cp %s%s %s%s", path, suffix_from, path, suffix_to,
-             wal_path, suffix_from, wal_path, suffix_to);
-    assert_int_equal(system(cmd), 0);
+    char from[400], to[400];
+    snprintf(from, sizeof from, "%s%s", path, suffix_from);
+    snprintf(to, sizeof to, "%s%s", path, suffix_to);
+    assert_int_equal(iqdbt_cp(from, to), 0);
+    snprintf(from, sizeof from, "%s%s", wal_path, suffix_from);
+    snprintf(to, sizeof to, "%s%s", wal_path, suffix_to);
+    assert_int_equal(iqdbt_cp(from, to), 0);
 }
 
 /* The graph is stored in the snapshot and loaded, never rebuilt: after churn that no rebuild
