@@ -202,7 +202,7 @@ typedef enum iqdb_metric {
 typedef enum iqdb_index_kind {
     IQDB_INDEX_DEFAULT = 0, /**< FLAT */
     IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
-    IQDB_INDEX_HNSW = 2,    /**< graph index (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_HNSW = 2,    /**< approximate graph index (HNSW): see iqdb_options.hnsw */
     IQDB_INDEX_IVF = 3      /**< inverted lists (not yet available: IQDB_UNSUPPORTED) */
 } iqdb_index_kind;
 
@@ -313,14 +313,22 @@ typedef struct iqdb_options {
                                    0 = the number of online CPUs */
     uint32_t flags;           /**< reserved; must be 0 */
     iqdb_allocator allocator; /**< all zero = the C library */
-    /** HNSW parameters (used when index = IQDB_INDEX_HNSW). */
+    /**
+     * HNSW parameters (used when index = IQDB_INDEX_HNSW). More links (m) and larger candidate
+     * lists (ef_*) give better recall for more memory and time; see docs/guide.md.
+     */
     struct {
         uint32_t m;               /**< links per node on upper layers (2m on layer 0), 2..128;
-                                       default 16 */
+                                       default 16. Memory: about 8m + 30 bytes per record */
         uint32_t ef_construction; /**< candidate list size while building, >= m; default 200 */
-        uint32_t ef_search;       /**< candidate list size while searching; default 64 */
-        uint32_t filter_widen;    /**< candidate list multiplier for filtered search; default 4 */
-        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed */
+        uint32_t ef_search;       /**< candidate list size while searching (at least k is
+                                       used); default 64; iqdb_search_params.ef overrides it */
+        uint32_t filter_widen;    /**< largest candidate list multiplier for an in-graph
+                                       filtered search (applied as the filter gets more
+                                       selective, up to this factor); default 4 */
+        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed. A
+                                       build on one thread is reproducible for a given seed
+                                       and insertion order */
     } hnsw;
     /** IVF parameters (used when index = IQDB_INDEX_IVF). */
     struct {
@@ -379,8 +387,8 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * threads > IQDB_MAX_THREADS, an HNSW or IVF parameter out of range, flags != 0, an allocator
  * with alloc set but free missing or the reverse, an unknown sync policy or compression, a
  * period or level out of range, an empty path); IQDB_UNSUPPORTED (a SIMD level this CPU cannot
- * run was forced by option or by IQDB_SIMD; an index kind not yet available; a compression not
- * compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
+ * run was forced by option or by IQDB_SIMD; an index kind not yet available (IVF); a compression
+ * not compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
  * library does not know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no
  * database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an iqdb file, or a newer format
  * version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or structural check failed; a
@@ -692,7 +700,8 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * Upserts `n` records at once, all or nothing: either every record is applied, in order (a
  * later duplicate id replaces an earlier one), or none is and the database is unchanged.
  * `vecs` holds n * dim floats, row after row. `metas` may be NULL (no metadata for any record),
- * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK.
+ * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK. With an HNSW index a large
+ * batch (256 records or more) is linked into the graph by all worker threads at once.
  * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
  * would pass 1 GiB is refused with IQDB_INVALID.
  * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg.
@@ -796,7 +805,9 @@ typedef struct iqdb_search_params {
     const iqdb_filter *filter; /**< only records matching it are returned; NULL = all */
     int exact;                 /**< non-zero: bypass the index and scan every row (exact
                                     ground truth); the flat index is always exact */
-    uint32_t ef;               /**< HNSW candidate list size for this query; 0 = the index's */
+    uint32_t ef;               /**< HNSW candidate list size for this query (at least k is
+                                    used): larger is slower and finds more of the true nearest
+                                    records; 0 = the index's ef_search */
     uint32_t n_probes;         /**< IVF lists to scan for this query; 0 = the index's */
 } iqdb_search_params;
 
@@ -806,11 +817,20 @@ static inline void iqdb_search_params_init(iqdb_search_params *p) {
     p->struct_size = sizeof *p;
 }
 
-/** How a search found its candidates. */
+/**
+ * How a search found its candidates. Append-only. With an HNSW index, a filtered search is
+ * planned per query from the filter's estimated selectivity: SCAN_FILTERED (exact) when few
+ * records match, HNSW_FILTERED otherwise — and SCAN_FILTERED again when the graph walk turns out
+ * costlier than the scan would have been.
+ */
 typedef enum iqdb_strategy {
-    IQDB_STRATEGY_NONE = 0,         /**< nothing to search: k = 0 or no rows */
-    IQDB_STRATEGY_SCAN = 1,         /**< exact scan over every row */
-    IQDB_STRATEGY_SCAN_FILTERED = 2 /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_NONE = 0,          /**< nothing to search: k = 0 or no rows */
+    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row */
+    IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_HNSW = 3,          /**< HNSW graph search (approximate) */
+    IQDB_STRATEGY_HNSW_FILTERED = 4  /**< HNSW graph walk that returns only matching records:
+                                          non-matching nodes are walked through, not returned
+                                          (approximate) */
 } iqdb_strategy;
 
 /**
@@ -820,7 +840,10 @@ typedef enum iqdb_strategy {
 typedef struct iqdb_search_info {
     size_t struct_size;
     int complete; /**< 1 when the result holds min(k, number of matching records)
-                       hits: nothing that should be there is missing */
+                       hits. For the exact strategies nothing that should be there is
+                       missing; for the HNSW strategies the count is guaranteed (a walk that
+                       finds fewer than k matches finishes with a sweep of the rows it did
+                       not see) while the hits are approximate nearest neighbours */
     iqdb_strategy strategy;
     uint64_t n_distances; /**< distance computations */
     uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
@@ -921,15 +944,32 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 
 /**
  * Verifies the handle's internal invariants: the id map, the byte-key map (every key leads to
- * its slot, compared in full) and the row slots agree, every stored
- * vector is finite, every metadata record decodes, the index passes its own check. For a
- * durable handle it also reads the files back and verifies every checksum: the snapshot's
- * header, section table, every block and section, and every WAL record up to the end of the log.
+ * its slot, compared in full) and the row slots agree, every stored vector is finite, every
+ * metadata record decodes, the index passes its own check. For HNSW: every link names a live
+ * record other than its owner, without duplicates, within the degree bounds and levels; the
+ * entry point has the highest level; link counts agree; and every live record is reachable from
+ * the entry point. For a durable handle it also reads the files back and verifies every
+ * checksum: the snapshot's header, section table, every block and section, and every WAL record
+ * up to the end of the log.
  * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
  * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_check(iqdb *db);
+
+/**
+ * Rebuilds the index structures from the records. For HNSW: a fresh graph built over the worker
+ * threads in insertion order, as if the records had been inserted into an empty database (the
+ * graph stays correct and searchable under deletes without it; optimize makes it as good as a
+ * fresh build and releases memory of records deleted since the last growth). The flat index has
+ * nothing to rebuild. All or nothing: on failure the database is unchanged. Nothing is logged
+ * (the records do not change); on a durable handle the rebuilt graph reaches the file with the
+ * next checkpoint (iqdb_checkpoint, an automatic one, or iqdb_close).
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY, IQDB_FATAL (a durable handle that
+ * cannot write).
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_optimize(iqdb *db);
 
 #ifdef __cplusplus
 }
