@@ -13,6 +13,9 @@
  *  - get / delete / count / info / check / export round trips;
  *  - the shell driven through stdin; exit codes 2, 3, 4, 5, 6.
  *  - bench: exact recall 1.0, ties with a --gt file counted as hits, CSV / JSON / SVG written.
+ *  - byte keys: JSONL "id" strings (escapes, \u0000, the longest key) and "id_hex" (non-UTF-8)
+ *    beside u64 ids, malformed keys refused, export -> import -> export byte for byte, search /
+ *    get / delete naming keys, and a keyed import rolled back.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -775,7 +778,7 @@ static void test_cli_shell(void **state) {
     assert_non_null(strstr(g_out, "records now\n3\n0\t1\t1\t"));
     assert_non_null(strstr(g_out, "0\t2\t3\t"));
     assert_non_null(strstr(g_out, "3\t1,1\t{}\n"));
-    assert_non_null(strstr(g_out, "deleted 1 of 1 ids (0 absent)\n2\n"));
+    assert_non_null(strstr(g_out, "deleted 1 of 1 records (0 absent)\n2\n"));
     assert_null(strstr(g_out, "\n2\n2\n")); /* nothing ran after quit */
     assert_non_null(strstr(g_err, "no record with id 1"));
     assert_int_equal(count_of_m("sh.db", 2, IQDB_METRIC_COSINE), 2);
@@ -856,6 +859,258 @@ static void test_cli_bench(void **state) {
     assert_true(swapped > 0); /* the tie rule was exercised */
 }
 
+/* ---- byte keys ---------------------------------------------------------------------------------
+ */
+
+/* The keyed records of k.jsonl: the key's bytes, the "id" / "id_hex" member written in the file,
+ * and the name as the tool prints it in text and JSON. The record's vector is [i + 1, -i]. */
+static const struct {
+    const char *key;
+    size_t len;
+    const char *in, *text, *json;
+} k_recs[] = {
+    {"\x01", 1, "\"id\": \"\\u0001\"", "\"\\u0001\"", "\"id\":\"\\u0001\""},
+    {"doc\t\"x\"/\xc3\xa9", 10, "\"id\": \"doc\\t\\\"x\\\"\\/\\u00e9\"",
+     "\"doc\\t\\\"x\\\"/\xc3\xa9\"", "\"id\":\"doc\\t\\\"x\\\"/\xc3\xa9\""},
+    {"\0a\0", 3, "\"id\": \"\\u0000a\\u0000\"", "\"\\u0000a\\u0000\"",
+     "\"id\":\"\\u0000a\\u0000\""},
+    {"\x00\xff\x80\xfe", 4, "\"id_hex\": \"00FF80fe\"", "hex:00ff80fe", "\"id_hex\":\"00ff80fe\""},
+    {"\xc3\xa9", 2, "\"id_hex\": \"c3a9\"", "\"\xc3\xa9\"", "\"id\":\"\xc3\xa9\""},
+};
+#define KN (sizeof k_recs / sizeof *k_recs)
+static char k_long[IQDB_MAX_ID_KEY_LEN + 2]; /* a key of the maximum length, 'k' repeated */
+
+/* Writes k.jsonl: u64 ids 1 and 2 around the keyed records, and the longest key. */
+static void write_keyed_jsonl(void) {
+    static char text[16384];
+    size_t o = 0;
+    memset(k_long, 'k', IQDB_MAX_ID_KEY_LEN);
+    k_long[IQDB_MAX_ID_KEY_LEN] = 0;
+    o += (size_t)snprintf(text + o, sizeof text - o, "{\"id\": 1, \"vector\": [0.5, 0.5]}\n");
+    for (size_t i = 0; i < KN; i++)
+        o += (size_t)snprintf(text + o, sizeof text - o,
+                              "{%s, \"vector\": [%zu, -%zu], \"metadata\": {\"n\": %zu}}\n",
+                              k_recs[i].in, i + 1, i, i);
+    o += (size_t)snprintf(text + o, sizeof text - o, "{\"id\": \"%s\", \"vector\": [9, 9]}\n",
+                          k_long);
+    o += (size_t)snprintf(text + o, sizeof text - o, "{\"id\": 2, \"vector\": [-1, 7]}\n");
+    write_text("k.jsonl", text);
+}
+
+/* k.db holds exactly the records of k.jsonl (checked through the library). */
+static void expect_keyed(const char *name) {
+    iqdb *db = open_db(name, 2, IQDB_METRIC_L2);
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, KN + 3);
+    float v[2];
+    iqdb_meta *m;
+    for (size_t i = 0; i < KN; i++) {
+        assert_int_equal(iqdb_get_key(db, k_recs[i].key, k_recs[i].len, v, &m), IQDB_OK);
+        assert_true(v[0] == (float)(i + 1) && v[1] == -(float)i);
+        int64_t x;
+        assert_int_equal(iqdb_meta_get_int(m, "n", &x), IQDB_OK);
+        assert_int_equal(x, i);
+        iqdb_meta_destroy(m);
+    }
+    assert_int_equal(iqdb_get_key(db, k_long, IQDB_MAX_ID_KEY_LEN, v, NULL), IQDB_OK);
+    assert_true(v[0] == 9);
+    assert_int_equal(iqdb_get(db, 1, v, NULL), IQDB_OK); /* the u64 1 is not the key "\x01" */
+    assert_true(v[0] == 0.5f);
+    assert_int_equal(iqdb_get(db, 2, v, NULL), IQDB_OK);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    iqdb_close(db);
+}
+
+static void test_cli_keys(void **state) {
+    (void)state;
+    write_keyed_jsonl();
+    fresh_db("k.db", "2");
+    EXPECT(0, "import", "k.db", "k.jsonl", "--chunk", "2"); /* mixed, several batches */
+    expect_keyed("k.db");
+
+    /* malformed keyed input: exit 3, file and line named, nothing imported */
+    static char big[3 * IQDB_MAX_ID_KEY_LEN];
+    memset(big, 0, sizeof big);
+    strcpy(big,
+           "{\"id\": 1, \"vector\": [1, 1]}\n{\"id\": \"a\", \"vector\": [1, 1]}\n{\"id\": \"");
+    memset(big + strlen(big), 'z', IQDB_MAX_ID_KEY_LEN + 1);
+    strcat(big, "\", \"vector\": [1, 1]}\n");
+    write_text("klong.jsonl", big);
+    struct {
+        const char *name, *text, *needle;
+    } bad[] = {
+        {"kempty.jsonl",
+         "{\"id\": \"x\", \"vector\": [1, 1]}\n{\"id\": \"\", \"vector\": [1, 1]}\n",
+         "kempty.jsonl: line 2: byte 8: \"id\": a key of 0 bytes"},
+        {"khex0.jsonl",
+         "{\"id\": \"x\", \"vector\": [1, 1]}\n{\"id_hex\": \"\", \"vector\": [1, 1]}\n",
+         "line 2: byte 12: \"id_hex\": a key of 0 bytes"},
+        {"kodd.jsonl", "{\"id_hex\": \"abc\", \"vector\": [1, 1]}\n", "even number of hex digits"},
+        {"knothex.jsonl", "{\"id_hex\": \"0g\", \"vector\": [1, 1]}\n", "not a hex digit"},
+        {"kboth.jsonl", "{\"id\": \"x\", \"id_hex\": \"00\", \"vector\": [1, 1]}\n", "not both"},
+        {"kutf8.jsonl", "{\"id\": \"\xff\", \"vector\": [1, 1]}\n", "invalid UTF-8"},
+        {"knone.jsonl", "{\"id\": \"x\", \"vector\": [1, 1]}\n{\"vector\": [1, 1]}\n", "missing"},
+        {"kdim.jsonl", "{\"id\": \"x\", \"vector\": [1, 1]}\n{\"id\": \"y\", \"vector\": [1]}\n",
+         "line 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_text(bad[i].name, bad[i].text);
+        int rc = RUN("import", "k.db", bad[i].name, "--chunk", "1");
+        if (rc != 3 || !strstr(g_err, bad[i].needle))
+            fprintf(stderr, "%s: exit %d, stderr %s", bad[i].name, rc, g_err);
+        assert_int_equal(rc, 3);
+        assert_non_null(strstr(g_err, bad[i].needle));
+        assert_int_equal(count_of("k.db", 2), KN + 3);
+    }
+    EXPECT(3, "import", "k.db", "klong.jsonl");
+    assert_non_null(strstr(g_err, "klong.jsonl: line 3: byte 8: \"id\": a key of 4097 bytes"));
+    assert_non_null(strstr(g_err, "IQDB_INVALID"));
+    expect_keyed("k.db");
+
+    /* export writes keys as strings or id_hex; re-import and export again: byte for byte */
+    EXPECT(0, "export", "k.db", "k-out.jsonl");
+    char p1[512], p2[512];
+    static char b1[1 << 16], b2[1 << 16];
+    pathf(p1, sizeof p1, "k-out.jsonl");
+    size_t l1 = read_file(p1, b1, sizeof b1);
+    assert_non_null(strstr(b1, "{\"id\":1,\"vector\":[0.5,0.5]}\n{\"id\":2,"));
+    assert_non_null(strstr(b1, "{\"id_hex\":\"00ff80fe\",\"vector\":[4,-3],"));
+    assert_non_null(strstr(b1, "{\"id\":\"\\u0000a\\u0000\",\"vector\":[3,-2],"));
+    assert_non_null(strstr(b1, "{\"id\":\"\xc3\xa9\",\"vector\":[5,-4],"));
+    fresh_db("k2.db", "2");
+    EXPECT(0, "import", "k2.db", "k-out.jsonl");
+    expect_keyed("k2.db");
+    EXPECT(0, "export", "k2.db", "k-out2.jsonl");
+    pathf(p2, sizeof p2, "k-out2.jsonl");
+    assert_int_equal(read_file(p2, b2, sizeof b2), l1);
+    assert_memory_equal(b1, b2, l1);
+    EXPECT(1, "export", "k.db", "k.csv"); /* CSV has no room for keys */
+    assert_non_null(strstr(g_err, "byte key"));
+
+    /* search output: names, order and distances as the library's */
+    iqdb *db = open_db("k.db", 2, IQDB_METRIC_L2);
+    float q[2] = {2.25f, -0.5f};
+    iqdb_hit h[KN + 3];
+    size_t n;
+    iqdb_search_params sp;
+    iqdb_search_params_init(&sp);
+    assert_int_equal(iqdb_search(db, q, KN + 3, &sp, h, &n, NULL), IQDB_OK);
+    assert_int_equal(n, KN + 3);
+    static char want_t[1 << 15], want_j[1 << 15];
+    size_t ot = 0, oj = 0;
+    oj += (size_t)snprintf(want_j, sizeof want_j, "{\"query\":0,\"hits\":[");
+    for (size_t i = 0; i < n; i++) {
+        char name_t[IQDB_MAX_ID_KEY_LEN + 64], name_j[IQDB_MAX_ID_KEY_LEN + 64], dist[32];
+        snprintf(dist, sizeof dist, "%.9g", (double)h[i].distance);
+        if (!iqdb_hit_has_key(&h[i])) {
+            snprintf(name_t, sizeof name_t, "%llu", (unsigned long long)h[i].id);
+            snprintf(name_j, sizeof name_j, "\"id\":%llu", (unsigned long long)h[i].id);
+        } else {
+            char key[IQDB_MAX_ID_KEY_LEN];
+            size_t kl;
+            assert_int_equal(iqdb_hit_key(db, &h[i], key, sizeof key, &kl), IQDB_OK);
+            size_t k = 0;
+            while (k < KN && (k_recs[k].len != kl || memcmp(k_recs[k].key, key, kl))) k++;
+            if (k < KN) {
+                snprintf(name_t, sizeof name_t, "%s", k_recs[k].text);
+                snprintf(name_j, sizeof name_j, "%s", k_recs[k].json);
+            } else {
+                assert_int_equal(kl, IQDB_MAX_ID_KEY_LEN);
+                assert_memory_equal(key, k_long, kl);
+                snprintf(name_t, sizeof name_t, "\"%s\"", k_long);
+                snprintf(name_j, sizeof name_j, "\"id\":\"%s\"", k_long);
+            }
+        }
+        ot += (size_t)snprintf(want_t + ot, sizeof want_t - ot, "0\t%zu\t%s\t%s\n", i + 1, name_t,
+                               dist);
+        oj += (size_t)snprintf(want_j + oj, sizeof want_j - oj, "%s{%s,\"distance\":%s}",
+                               i ? "," : "", name_j, dist);
+    }
+    snprintf(want_j + oj, sizeof want_j - oj,
+             "],\"complete\":true,\"strategy\":\"scan\",\"distances\":%zu}\n", n);
+    iqdb_close(db);
+    EXPECT(0, "search", "k.db", "--vector", "2.25,-0.5", "-k", "20");
+    assert_string_equal(g_out, want_t);
+    EXPECT(0, "--json", "search", "k.db", "--vector", "2.25,-0.5", "-k", "20");
+    assert_string_equal(g_out, want_j);
+    EXPECT(0, "search", "k.db", "--vector", "0,0", "-k", "1", "--filter", "n = 3", "--meta");
+    assert_string_equal(g_out, "0\t1\thex:00ff80fe\t5\t{\"n\":3}\n");
+
+    /* bench resolves keyed hits (its tie rule reads their vectors) */
+    EXPECT(0, "--json", "bench", "k.db", "--queries", "k-out.jsonl", "-k", "3");
+    assert_non_null(strstr(g_out, "\"recall\":1"));
+
+    /* get and delete by key */
+    EXPECT(0, "get", "k.db", "--key-hex", "00FF80FE", "1", "--key", "\xc3\xa9");
+    assert_string_equal(g_out, "hex:00ff80fe\t4,-3\t{\"n\":3}\n"
+                               "1\t0.5,0.5\t{}\n"
+                               "\"\xc3\xa9\"\t5,-4\t{\"n\":4}\n");
+    EXPECT(0, "--json", "get", "k.db", "--key-hex", "006100");
+    assert_string_equal(g_out,
+                        "{\"id\":\"\\u0000a\\u0000\",\"vector\":[3,-2],\"metadata\":{\"n\":2}}\n");
+    EXPECT(4, "get", "k.db", "--key", "absent");
+    assert_non_null(strstr(g_err, "IQDB_NOTFOUND"));
+    EXPECT(4, "get", "k.db", "--key-hex", "02"); /* "\x02": neither the u64 2 nor a key */
+    EXPECT(2, "get", "k.db", "--key", "");
+    EXPECT(2, "get", "k.db", "--key-hex", "0");
+    EXPECT(2, "get", "k.db", "--key-hex", "xy");
+    EXPECT(2, "delete", "k.db", "--key");
+    EXPECT(0, "delete", "k.db", "--key-hex", "01", "--key", "\xc3\xa9", "--key", "absent", "2");
+    assert_non_null(strstr(g_out, "deleted 3 of 4 records (1 absent)"));
+    db = open_db("k.db", 2, IQDB_METRIC_L2);
+    iqdb_count(db, &n);
+    assert_int_equal(n, KN);
+    assert_int_equal(iqdb_get_key(db, "\x01", 1, NULL, NULL), IQDB_NOTFOUND);
+    assert_int_equal(iqdb_get(db, 1, NULL, NULL), IQDB_OK); /* the u64 1 stays */
+    assert_int_equal(iqdb_get(db, 2, NULL, NULL), IQDB_NOTFOUND);
+    iqdb_close(db);
+}
+
+/* A failing later batch rolls back keyed records too: new keys deleted, replaced ones restored. */
+static void test_cli_keys_rollback(void **state) {
+    (void)state;
+    fresh_db("kr.db", "2");
+    write_text("kr-base.jsonl",
+               "{\"id\": \"a\", \"vector\": [1, 1], \"metadata\": {\"v\": \"old\"}}\n"
+               "{\"id\": 1, \"vector\": [2, 2]}\n");
+    EXPECT(0, "import", "kr.db", "kr-base.jsonl");
+    write_text("kr-new.jsonl",
+               "{\"id\": \"a\", \"vector\": [9, 9], \"metadata\": {\"v\": \"new\"}}\n"
+               "{\"id_hex\": \"00ff\", \"vector\": [0, 1]}\n"
+               "{\"id\": 1, \"vector\": [7, 7]}\n"
+               "{\"id\": 5, \"vector\": [0, 3]}\n"
+               "{\"id\": \"b\", \"vector\": [0, 4]}\n");
+    /* batches: [a, 00ff] (keys), [1, 5] (u64), [b] (keys) -- the third fails */
+    int rc =
+        RUN_ENV("IQDB_CLI_TEST_FAIL_BATCH=3", "import", "kr.db", "kr-new.jsonl", "--chunk", "2");
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(g_err, "records 4..4"));
+    assert_non_null(strstr(g_err,
+                           "rolled back the 4 records already written (2 new records deleted, "
+                           "2 replaced records restored)"));
+    iqdb *db = open_db("kr.db", 2, IQDB_METRIC_L2);
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 2);
+    float v[2];
+    iqdb_meta *m;
+    assert_int_equal(iqdb_get_key(db, "a", 1, v, &m), IQDB_OK);
+    assert_true(v[0] == 1 && v[1] == 1);
+    const char *s;
+    assert_int_equal(iqdb_meta_get_string(m, "v", &s, NULL), IQDB_OK);
+    assert_string_equal(s, "old");
+    iqdb_meta_destroy(m);
+    assert_int_equal(iqdb_get(db, 1, v, NULL), IQDB_OK);
+    assert_true(v[0] == 2);
+    assert_int_equal(iqdb_get_key(db, "\x00\xff", 2, NULL, NULL), IQDB_NOTFOUND);
+    assert_int_equal(iqdb_get(db, 5, NULL, NULL), IQDB_NOTFOUND);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    iqdb_close(db);
+    EXPECT(0, "import", "kr.db", "kr-new.jsonl", "--chunk", "2");
+    assert_int_equal(count_of("kr.db", 2), 5);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s PATH-TO-iqdb\n", argv[0]);
@@ -885,6 +1140,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cli_shell),
         cmocka_unit_test(test_cli_bench),
         cmocka_unit_test(test_cli_hnsw),
+        cmocka_unit_test(test_cli_keys),
+        cmocka_unit_test(test_cli_keys_rollback),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed) {

@@ -57,8 +57,9 @@ typedef struct bench {
     iqdb_metric metric;
     const float *q;
     const iqdb_filter *filter;
-    /* ground truth: per query up to k ids, their count, and the k-th distance (double) */
-    iqdb_id *gt;
+    /* ground truth: per query up to k records (hits: a u64 id, or a keyed record's handle, which
+     * stays the same while nothing writes), their count, and the k-th distance (double) */
+    iqdb_hit *gt;
     size_t *gt_n;
     double *gt_kth;
     int fill_gt; /* the exact point records its hits as the ground truth */
@@ -67,9 +68,15 @@ typedef struct bench {
     double *lat;
 } bench;
 
-/* The tool's own distance from query q to record id (NAN if the record is missing). */
-static double dist_to(bench *b, size_t q, iqdb_id id) {
-    if (iqdb_get(b->db, id, b->vec, NULL) != IQDB_OK) return NAN;
+/* The tool's own distance from query q to the hit's record (NAN if the record is missing). */
+static double dist_to(bench *b, size_t q, const iqdb_hit *h) {
+    unsigned char key[IQDB_MAX_ID_KEY_LEN];
+    size_t len;
+    int rc = !iqdb_hit_has_key(h) ? iqdb_get(b->db, h->id, b->vec, NULL)
+             : iqdb_hit_key(b->db, h, key, sizeof key, &len) == IQDB_OK
+                 ? iqdb_get_key(b->db, key, len, b->vec, NULL)
+                 : IQDB_NOTFOUND;
+    if (rc != IQDB_OK) return NAN;
     return cli_distance(b->metric, b->q + q * b->dim, b->vec, b->dim);
 }
 
@@ -93,7 +100,7 @@ static int load_gt(bench *b, const char *path) {
                                  "database",
                                  path, q, id);
             }
-            b->gt[q * b->k + i] = (iqdb_id)id;
+            b->gt[q * b->k + i] = (iqdb_hit){.id = (iqdb_id)id};
         }
         b->gt_n[q] = b->k;
     }
@@ -106,9 +113,12 @@ static double recall_of(bench *b, size_t q, const iqdb_hit *h, size_t n, size_t 
     *denom = ng;
     for (size_t i = 0; i < n && good < ng; i++) {
         int in = 0;
-        for (size_t j = 0; j < ng && !in; j++) in = b->gt[q * b->k + j] == h[i].id;
+        for (size_t j = 0; j < ng && !in; j++) {
+            const iqdb_hit *g = &b->gt[q * b->k + j];
+            in = g->id == h[i].id && g->reserved == h[i].reserved;
+        }
         if (!in && ng) {
-            double d = dist_to(b, q, h[i].id);
+            double d = dist_to(b, q, &h[i]);
             /* a tie with the k-th true neighbour (same double-precision distance) */
             in = d <= b->gt_kth[q] + 1e-12 * fmax(1.0, fabs(b->gt_kth[q]));
         }
@@ -131,9 +141,9 @@ static int run_point(bench *b, const iqdb_search_params *p, point *pt) {
         double t = cli_now() - t0;
         if (rc != IQDB_OK) return cli_lib_error(b->db, rc, "bench: search");
         if (b->fill_gt) {
-            for (size_t i = 0; i < n; i++) b->gt[q * b->k + i] = b->hits[i].id;
+            for (size_t i = 0; i < n; i++) b->gt[q * b->k + i] = b->hits[i];
             b->gt_n[q] = n;
-            b->gt_kth[q] = n ? dist_to(b, q, b->hits[n - 1].id) : INFINITY;
+            b->gt_kth[q] = n ? dist_to(b, q, &b->hits[n - 1]) : INFINITY;
         }
         b->lat[q] = t;
         t_all += t;
@@ -429,7 +439,7 @@ int cli_bench(iqdb *db, int argc, char **argv) {
     }
     if (gt) {
         if ((code = load_gt(&b, gt))) goto out;
-        for (size_t i = 0; i < q.n; i++) b.gt_kth[i] = dist_to(&b, i, b.gt[i * k + b.gt_n[i] - 1]);
+        for (size_t i = 0; i < q.n; i++) b.gt_kth[i] = dist_to(&b, i, &b.gt[i * k + b.gt_n[i] - 1]);
     }
 
     const char *index = cli_index_name(st.index);

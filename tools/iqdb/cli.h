@@ -87,6 +87,10 @@ typedef struct cli_records {
     float *vecs;       /* n * dim */
     iqdb_id *ids;      /* n, or NULL: ids assigned by the caller */
     iqdb_meta **metas; /* n, or NULL; entries may be NULL */
+    /* Byte keys (JSONL only): NULL when no record has one; else keys[i] is record i's key
+     * (key_lens[i] bytes, 1 .. IQDB_MAX_ID_KEY_LEN, owned here) or NULL for a u64 id. */
+    unsigned char **keys;
+    size_t *key_lens;
 } cli_records;
 
 void cli_records_free(cli_records *r);
@@ -128,7 +132,10 @@ int cli_read_idx1(const char *path, unsigned char **out, size_t *n, cli_err *e);
 typedef struct cli_writer cli_writer;
 int cli_writer_open(cli_writer **w, const char *path, cli_format fmt, size_t dim, size_t n,
                     cli_err *e);
-int cli_writer_put(cli_writer *w, iqdb_id id, const float *vec, const iqdb_meta *meta, cli_err *e);
+/** Writes one record named by `id`, or by the byte key `key` (key_len bytes) when key is not
+ * NULL. Only JSONL carries keys (CSV refuses a keyed record; fvecs / npy carry no names). */
+int cli_writer_put(cli_writer *w, iqdb_id id, const void *key, size_t key_len, const float *vec,
+                   const iqdb_meta *meta, cli_err *e);
 int cli_writer_close(cli_writer *w, cli_err *e); /* also frees; NULL is fine */
 
 /* ---- JSON ------------------------------------------------------------------------------------ */
@@ -137,18 +144,32 @@ int cli_writer_close(cli_writer *w, cli_err *e); /* also frees; NULL is fine */
 void cli_json_str(FILE *f, const char *s, size_t len);
 /** Writes a metadata object as a JSON object ({} for NULL). */
 void cli_json_meta(FILE *f, const iqdb_meta *m);
+/** 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
+int cli_utf8_valid(const void *s, size_t len);
+/**
+ * Writes a record's name. JSON (`json` non-zero): `"id":42`, `"id":"doc-7"` (a key that is
+ * valid UTF-8, JSON-escaped) or `"id_hex":"00ff"` (any other key). Text: `42`, `"doc-7"` or
+ * `hex:00ff`. `key` NULL means the u64 `id`.
+ */
+void cli_put_name(FILE *f, iqdb_id id, const void *key, size_t key_len, int json);
+/** Parses an even number of hex digits (either case) into out (cap bytes): the count, or -1. */
+long cli_parse_hex(const char *s, size_t n, unsigned char *out, size_t cap);
 /** Writes a float so that it reads back bit for bit. */
 void cli_put_float(FILE *f, float x);
 
 /**
  * Parses one JSONL line: an object with "vector" (array of numbers, required), "id" (a
- * non-negative integer up to 2^64 - 1, optional) and "metadata" (an object of null / bool /
- * number / string values, optional); nothing else. *has_id says whether "id" was there;
+ * non-negative integer up to 2^64 - 1, or a string: a byte key, its UTF-8 bytes after
+ * unescaping), or "id_hex" (a byte key as hex digits; not with "id"), both optional, and
+ * "metadata" (an object of null / bool / number / string values, optional); nothing else.
+ * *has_id says whether a name was there; *key gets a malloc'd key (*key_len bytes, 1 ..
+ * IQDB_MAX_ID_KEY_LEN) for a keyed record, else NULL;
  * *meta is NULL when there is no (or an empty) metadata object. `vec` has room for `cap`
  * floats; *dim receives the count (an error when it would pass `cap`).
  */
 int cli_json_parse_record(const char *line, size_t len, float *vec, size_t cap, size_t *dim,
-                          iqdb_id *id, int *has_id, iqdb_meta **meta, cli_err *e);
+                          iqdb_id *id, int *has_id, unsigned char **key, size_t *key_len,
+                          iqdb_meta **meta, cli_err *e);
 
 /* ---- vectors on the command line, progress -------------------------------------------------- */
 

@@ -186,6 +186,15 @@ static float *rec_push(cli_records *r, cli_err *e, const char *path) {
             r->metas = m;
             memset(m + r->cap, 0, (cap - r->cap) * sizeof *m);
         }
+        if (r->keys) {
+            unsigned char **k = realloc(r->keys, cap * sizeof *k);
+            if (!k) goto oom;
+            r->keys = k;
+            memset(k + r->cap, 0, (cap - r->cap) * sizeof *k);
+            size_t *kl = realloc(r->key_lens, cap * sizeof *kl);
+            if (!kl) goto oom;
+            r->key_lens = kl;
+        }
         r->cap = cap;
     }
     return r->vecs + r->n++ * r->dim;
@@ -566,45 +575,51 @@ static int read_jsonl(input *in, size_t want, cli_records *r, cli_err *e) {
         size_t k = 0;
         while (k < l && (line[k] == ' ' || line[k] == '\t')) k++;
         if (k == l) continue; /* blank lines are skipped */
-        size_t dim;
-        iqdb_id id;
+        size_t dim, key_len;
+        iqdb_id id = 0;
         int has_id;
         iqdb_meta *meta;
+        unsigned char *key;
         cli_err je;
-        if (cli_json_parse_record(line, l, vec, cap, &dim, &id, &has_id, &meta, &je)) {
+        if (cli_json_parse_record(line, l, vec, cap, &dim, &id, &has_id, &key, &key_len, &meta,
+                                  &je)) {
             cli_errf(e, "%s: line %zu: %s", in->path, lineno, je.msg);
             goto bad;
         }
         char where[32];
         snprintf(where, sizeof where, "line %zu", lineno);
-        if (check_dim(dim, want, r->dim, in->path, where, e)) {
-            iqdb_meta_destroy(meta);
-            goto bad;
-        }
+        if (check_dim(dim, want, r->dim, in->path, where, e)) goto bad_rec;
         if (ids_mode < 0) {
             ids_mode = has_id;
             if (has_id) {
                 r->ids = malloc(r->cap ? r->cap * sizeof *r->ids : 1);
-                if (!r->ids) {
-                    iqdb_meta_destroy(meta);
-                    goto oom;
-                }
+                if (!r->ids) goto oom_rec;
             }
         } else if (ids_mode != has_id) {
             cli_errf(e, "%s: line %zu: %s \"id\" (every record has one, or none does)", in->path,
                      lineno, has_id ? "unexpected" : "missing");
-            iqdb_meta_destroy(meta);
-            goto bad;
+            goto bad_rec;
+        }
+        if (key && !r->keys) { /* the first keyed record: u64 records so far have no key */
+            size_t c = r->cap ? r->cap : 1;
+            r->keys = calloc(c, sizeof *r->keys);
+            r->key_lens = calloc(c, sizeof *r->key_lens);
+            if (!r->keys || !r->key_lens) goto oom_rec;
         }
         if (!r->dim) r->dim = dim;
         float *v = rec_push(r, e, in->path);
-        if (!v) {
-            iqdb_meta_destroy(meta);
-            goto bad;
-        }
+        if (!v) goto bad_rec;
         memcpy(v, vec, dim * sizeof *v);
         r->metas[r->n - 1] = meta;
         if (has_id) r->ids[r->n - 1] = id;
+        if (r->keys) r->keys[r->n - 1] = key, r->key_lens[r->n - 1] = key_len;
+        continue;
+    oom_rec:
+        cli_errf(e, "%s: out of memory", in->path);
+    bad_rec:
+        iqdb_meta_destroy(meta);
+        free(key);
+        goto bad;
     }
     free(line), free(vec);
     return 0;
@@ -779,8 +794,13 @@ static void put_le32(FILE *f, uint32_t u) {
     fwrite(b, 1, 4, f);
 }
 
-int cli_writer_put(cli_writer *w, iqdb_id id, const float *vec, const iqdb_meta *meta, cli_err *e) {
-    (void)e;
+int cli_writer_put(cli_writer *w, iqdb_id id, const void *key, size_t key_len, const float *vec,
+                   const iqdb_meta *meta, cli_err *e) {
+    if (key && w->fmt == FMT_CSV) {
+        cli_errf(e, "%s: a record is named by a byte key; CSV carries only u64 ids (export JSONL)",
+                 w->path);
+        return -1;
+    }
     switch (w->fmt) {
     case FMT_FVECS:
         put_le32(w->f, (uint32_t)w->dim);
@@ -798,7 +818,9 @@ int cli_writer_put(cli_writer *w, iqdb_id id, const float *vec, const iqdb_meta 
         fputc('\n', w->f);
         break;
     case FMT_JSONL:
-        fprintf(w->f, "{\"id\":%llu,\"vector\":[", (unsigned long long)id);
+        fputc('{', w->f);
+        cli_put_name(w->f, id, key, key_len, 1);
+        fputs(",\"vector\":[", w->f);
         for (size_t j = 0; j < w->dim; j++) {
             if (j) fputc(',', w->f);
             cli_put_float(w->f, vec[j]);

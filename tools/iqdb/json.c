@@ -7,10 +7,11 @@
  *
  *   {"id": 42, "vector": [0.5, 1, -2e-3], "metadata": {"kind": "doc", "year": 2021}}
  *
- * "vector" is required; "id" (an integer 0 .. 2^64 - 1) and "metadata" (an object whose values
- * are null, true/false, numbers or strings — no nesting) are optional; any other key is an
- * error. A number in metadata is an int64 when written without fraction or exponent and in
- * range, else a double. Errors name the byte offset in the line.
+ * "vector" is required; "id" (an integer 0 .. 2^64 - 1, or a string naming a byte key),
+ * "id_hex" (a byte key in hex, instead of "id") and "metadata" (an object whose values are
+ * null, true/false, numbers or strings — no nesting) are optional; any other key is an error. A
+ * number in metadata is an int64 when written without fraction or exponent and in range, else a
+ * double. Errors name the byte offset in the line.
  */
 #include <errno.h>
 #include <math.h>
@@ -97,6 +98,16 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     }
     if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
     return len;
+}
+
+int cli_utf8_valid(const void *s, size_t len) {
+    const unsigned char *b = s;
+    for (size_t i = 0; i < len;) {
+        size_t u = utf8_len(b + i, len - i);
+        if (!u) return 0;
+        i += u;
+    }
+    return 1;
 }
 
 static int put_utf8(jp *p, size_t *len, unsigned cp) {
@@ -225,6 +236,42 @@ static int parse_id(jp *p, iqdb_id *id) {
         v = v * 10 + dgt;
     }
     *id = v;
+    return 0;
+}
+
+/* A record's byte key: a string ("id", its UTF-8 bytes after unescaping) or hex digits
+ * ("id_hex"). 1 .. IQDB_MAX_ID_KEY_LEN bytes, else IQDB_INVALID as the library would say. */
+static int parse_key(jp *p, int hex, unsigned char **key, size_t *key_len) {
+    size_t len, at;
+    ws(p);
+    at = p->i;
+    if (string(p, &len)) return -1;
+    const char *name = hex ? "\"id_hex\"" : "\"id\"";
+    size_t n = hex ? len / 2 : len;
+    if (hex && len % 2) {
+        p->i = at;
+        cli_errf(p->e, "byte %zu: %s must have an even number of hex digits", at + 1, name);
+        return -1;
+    }
+    if (n == 0 || n > IQDB_MAX_ID_KEY_LEN) {
+        p->i = at;
+        cli_errf(p->e, "byte %zu: %s: a key of %zu bytes (keys have 1 .. %u bytes: IQDB_INVALID)",
+                 at + 1, name, n, IQDB_MAX_ID_KEY_LEN);
+        return -1;
+    }
+    unsigned char *k = malloc(n);
+    if (!k) return fail(p, "out of memory");
+    if (hex) {
+        if (cli_parse_hex(p->buf, len, k, n) != (long)n) {
+            free(k);
+            p->i = at;
+            cli_errf(p->e, "byte %zu: %s holds a character that is not a hex digit", at + 1, name);
+            return -1;
+        }
+    } else {
+        memcpy(k, p->buf, n);
+    }
+    *key = k, *key_len = n;
     return 0;
 }
 
@@ -369,10 +416,13 @@ bad:
 }
 
 int cli_json_parse_record(const char *line, size_t len, float *vec, size_t cap, size_t *dim,
-                          iqdb_id *id, int *has_id, iqdb_meta **meta, cli_err *e) {
+                          iqdb_id *id, int *has_id, unsigned char **key, size_t *key_len,
+                          iqdb_meta **meta, cli_err *e) {
     jp p = {line, len, 0, e, NULL, 0};
-    int seen_id = 0, seen_vec = 0, seen_meta = 0;
+    int seen_id = 0, seen_hex = 0, seen_vec = 0, seen_meta = 0;
     *meta = NULL;
+    *key = NULL;
+    *key_len = 0;
     *has_id = 0;
     *dim = 0;
     if (expect(&p, '{', "a record must be a JSON object")) goto bad;
@@ -389,13 +439,16 @@ int cli_json_parse_record(const char *line, size_t len, float *vec, size_t cap, 
             int *seen;
             if (!strcmp(p.buf, "id") && klen == 2) {
                 seen = &seen_id;
+            } else if (!strcmp(p.buf, "id_hex") && klen == 6) {
+                seen = &seen_hex;
             } else if (!strcmp(p.buf, "vector") && klen == 6) {
                 seen = &seen_vec;
             } else if (!strcmp(p.buf, "metadata") && klen == 8) {
                 seen = &seen_meta;
             } else {
                 p.i = at;
-                fail(&p, "unknown key (a record has \"id\", \"vector\" and \"metadata\")");
+                fail(&p, "unknown key (a record has \"id\" or \"id_hex\", \"vector\" and "
+                         "\"metadata\")");
                 goto bad;
             }
             if (*seen) {
@@ -403,9 +456,19 @@ int cli_json_parse_record(const char *line, size_t len, float *vec, size_t cap, 
                 fail(&p, "duplicate key");
                 goto bad;
             }
+            if ((seen == &seen_id && seen_hex) || (seen == &seen_hex && seen_id)) {
+                p.i = at;
+                fail(&p, "a record has \"id\" or \"id_hex\", not both");
+                goto bad;
+            }
             *seen = 1;
-            if (seen == &seen_id) {
-                if (parse_id(&p, id)) goto bad;
+            if (seen == &seen_id || seen == &seen_hex) {
+                ws(&p);
+                if (seen == &seen_hex || (p.i < p.n && p.s[p.i] == '"')) {
+                    if (parse_key(&p, seen == &seen_hex, key, key_len)) goto bad;
+                } else if (parse_id(&p, id)) {
+                    goto bad;
+                }
                 *has_id = 1;
             } else if (seen == &seen_vec) {
                 if (parse_vector(&p, vec, cap, dim)) goto bad;
@@ -437,5 +500,8 @@ bad:
     free(p.buf);
     iqdb_meta_destroy(*meta);
     *meta = NULL;
+    free(*key);
+    *key = NULL;
+    *key_len = 0;
     return -1;
 }

@@ -249,29 +249,40 @@ static int cmd_create(ctx *c, int argc, char **argv) {
 /* ---- import
  * -------------------------------------------------------------------------------------- */
 
-/* The state of records an import is about to replace, for a rollback. */
+/* The state of records an import is about to replace, for a rollback. Keys point into the
+ * import's cli_records (not owned). */
 typedef struct saved {
     size_t n;
     iqdb_id *ids;
+    const unsigned char **keys; /* n: the replaced record's key, or NULL for a u64 id */
+    size_t *key_lens;
     float *vecs;
     iqdb_meta **metas;
-    int *existed; /* per import record: the id existed before */
+    int *existed; /* per import record: the record existed before */
 } saved;
 
 static void saved_free(saved *s, size_t n_import) {
     (void)n_import;
     if (s->metas)
         for (size_t i = 0; i < s->n; i++) iqdb_meta_destroy(s->metas[i]);
-    free(s->ids), free(s->vecs), free(s->metas), free(s->existed);
+    free(s->ids), free(s->keys), free(s->key_lens), free(s->vecs), free(s->metas), free(s->existed);
     memset(s, 0, sizeof *s);
 }
 
-static int save_prior(iqdb *db, const iqdb_id *ids, size_t n, size_t dim, saved *s) {
+/* Record i's key (NULL for a u64 id). */
+static const unsigned char *rec_key(const cli_records *r, size_t i) {
+    return r->keys ? r->keys[i] : NULL;
+}
+
+static int save_prior(iqdb *db, const cli_records *r, saved *s) {
+    size_t n = r->n, dim = r->dim;
     memset(s, 0, sizeof *s);
     s->existed = calloc(n ? n : 1, sizeof *s->existed);
     s->ids = malloc((n ? n : 1) * sizeof *s->ids);
+    s->keys = calloc(n ? n : 1, sizeof *s->keys);
+    s->key_lens = calloc(n ? n : 1, sizeof *s->key_lens);
     s->metas = calloc(n ? n : 1, sizeof *s->metas);
-    if (!s->existed || !s->ids || !s->metas) return IQDB_NOMEM;
+    if (!s->existed || !s->ids || !s->keys || !s->key_lens || !s->metas) return IQDB_NOMEM;
     size_t cap = 0;
     for (size_t i = 0; i < n; i++) {
         if (cap == s->n) {
@@ -280,29 +291,61 @@ static int save_prior(iqdb *db, const iqdb_id *ids, size_t n, size_t dim, saved 
             if (!v) return IQDB_NOMEM;
             s->vecs = v;
         }
-        int rc = iqdb_get(db, ids[i], s->vecs + s->n * dim, &s->metas[s->n]);
+        const unsigned char *key = rec_key(r, i);
+        int rc = key ? iqdb_get_key(db, key, r->key_lens[i], s->vecs + s->n * dim, &s->metas[s->n])
+                     : iqdb_get(db, r->ids[i], s->vecs + s->n * dim, &s->metas[s->n]);
         if (rc == IQDB_NOTFOUND) continue;
         if (rc != IQDB_OK) return rc;
         s->existed[i] = 1;
-        s->ids[s->n++] = ids[i];
+        s->ids[s->n] = r->ids[i];
+        s->keys[s->n] = key;
+        s->key_lens[s->n++] = key ? r->key_lens[i] : 0;
     }
     return IQDB_OK;
 }
 
-/* Undoes chunks [0, upto): deletes the ids that were new, puts back the replaced records. */
-static int rollback(iqdb *db, const iqdb_id *ids, size_t upto, const saved *s, size_t *undone) {
+/* Puts back the saved records of one kind (keyed or not), in batches of at most 4096. */
+static int restore_kind(iqdb *db, const saved *s, size_t dim, int keyed) {
+    enum { B = 4096 };
+    size_t idx[B];
+    size_t m = 0;
+    iqdb_id ids[B];
+    const void *keys[B];
+    size_t lens[B];
+    float *vecs = malloc((size_t)B * dim * sizeof *vecs);
+    const iqdb_meta **metas = malloc(B * sizeof *metas);
+    int rc = vecs && metas ? IQDB_OK : IQDB_NOMEM;
+    for (size_t i = 0; i <= s->n && rc == IQDB_OK; i++) {
+        if (i < s->n && (s->keys[i] != NULL) == keyed) idx[m++] = i;
+        if (m && (m == B || i == s->n)) {
+            for (size_t j = 0; j < m; j++) {
+                ids[j] = s->ids[idx[j]], keys[j] = s->keys[idx[j]], lens[j] = s->key_lens[idx[j]];
+                memcpy(vecs + j * dim, s->vecs + idx[j] * dim, dim * sizeof *vecs);
+                metas[j] = s->metas[idx[j]];
+            }
+            rc = keyed ? iqdb_upsert_batch_key(db, m, keys, lens, vecs, metas)
+                       : iqdb_upsert_batch(db, m, ids, vecs, metas);
+            m = 0;
+        }
+    }
+    free(vecs), free(metas);
+    return rc;
+}
+
+/* Undoes chunks [0, upto): deletes the records that were new, puts back the replaced ones. */
+static int rollback(iqdb *db, const cli_records *r, size_t upto, const saved *s, size_t *undone) {
     *undone = 0;
     for (size_t i = 0; i < upto; i++) {
         if (s->existed[i]) continue;
-        int rc = iqdb_delete(db, ids[i], NULL);
+        const unsigned char *key = rec_key(r, i);
+        int rc =
+            key ? iqdb_delete_key(db, key, r->key_lens[i], NULL) : iqdb_delete(db, r->ids[i], NULL);
         if (rc != IQDB_OK) return rc;
         ++*undone;
     }
-    if (s->n) {
-        int rc = iqdb_upsert_batch(db, s->n, s->ids, s->vecs, (const iqdb_meta *const *)s->metas);
-        if (rc != IQDB_OK) return rc;
-    }
-    return IQDB_OK;
+    int rc = restore_kind(db, s, r->dim, 0);
+    if (rc == IQDB_OK) rc = restore_kind(db, s, r->dim, 1);
+    return rc;
 }
 
 /* A generous estimate of a metadata object's bytes in a WAL record. */
@@ -317,12 +360,15 @@ static size_t meta_bytes(const iqdb_meta *m) {
     return b;
 }
 
-/* The size of the batch starting at record `at`: at most `chunk` records and (beyond its first
- * record) at most 256 MiB, far below the WAL's 1 GiB record cap. */
+/* The size of the batch starting at record `at`: at most `chunk` records, (beyond its first
+ * record) at most 256 MiB, far below the WAL's 1 GiB record cap, and all of one kind (u64 ids
+ * or byte keys: one library call writes each batch). */
 static size_t next_batch(const cli_records *r, size_t at, size_t chunk) {
     size_t bytes = 0, m = 0;
-    while (at + m < r->n && m < chunk) {
-        size_t b = r->dim * sizeof(float) + 64 + (r->metas ? meta_bytes(r->metas[at + m]) : 0);
+    int keyed = rec_key(r, at) != NULL;
+    while (at + m < r->n && m < chunk && (rec_key(r, at + m) != NULL) == keyed) {
+        size_t b = r->dim * sizeof(float) + 64 + (r->metas ? meta_bytes(r->metas[at + m]) : 0) +
+                   (keyed ? r->key_lens[at + m] : 0);
         if (m && bytes + b > ((size_t)256 << 20)) break;
         bytes += b;
         m++;
@@ -427,7 +473,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     saved s;
     memset(&s, 0, sizeof s);
     int rc = IQDB_OK;
-    if (next_batch(&r, 0, (size_t)chunk) < r.n) rc = save_prior(db, r.ids, r.n, r.dim, &s);
+    if (next_batch(&r, 0, (size_t)chunk) < r.n) rc = save_prior(db, &r, &s);
     if (rc != IQDB_OK) {
         saved_free(&s, r.n);
         cli_records_free(&r);
@@ -443,11 +489,14 @@ static int cmd_import(ctx *c, int argc, char **argv) {
     size_t fail_at = fail_env ? (size_t)strtoul(fail_env, NULL, 10) : 0;
     while (at < r.n) {
         size_t m = next_batch(&r, at, (size_t)chunk);
+        const iqdb_meta *const *metas = r.metas ? (const iqdb_meta *const *)(r.metas + at) : NULL;
         if (++batch == fail_at)
             rc = IQDB_IOERR_WRITE;
+        else if (rec_key(&r, at))
+            rc = iqdb_upsert_batch_key(db, m, (const void *const *)(r.keys + at), r.key_lens + at,
+                                       r.vecs + at * r.dim, metas);
         else
-            rc = iqdb_upsert_batch(db, m, r.ids + at, r.vecs + at * r.dim,
-                                   r.metas ? (const iqdb_meta *const *)(r.metas + at) : NULL);
+            rc = iqdb_upsert_batch(db, m, r.ids + at, r.vecs + at * r.dim, metas);
         if (rc != IQDB_OK) break;
         at += m;
         cli_progress_update(&pg, at);
@@ -461,7 +510,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
         code = cli_lib_error(db, rc, what);
         if (at > 0) {
             size_t undone;
-            int rb = rollback(db, r.ids, at, &s, &undone);
+            int rb = rollback(db, &r, at, &s, &undone);
             if (rb != IQDB_OK) {
                 cli_lib_error(db, rb, "import: rolling back the earlier batches");
                 code = cli_error(EXIT_PARTIAL,
@@ -471,7 +520,7 @@ static int cmd_import(ctx *c, int argc, char **argv) {
             } else {
                 cli_error(code,
                           "import: rolled back the %zu records already written (%zu new "
-                          "ids deleted, %zu replaced records restored); nothing imported",
+                          "records deleted, %zu replaced records restored); nothing imported",
                           at, undone, s.n);
             }
         }
@@ -495,42 +544,65 @@ static int cmd_import(ctx *c, int argc, char **argv) {
 
 /* ---- search ---------------------------------------------------------------------------------- */
 
-static void print_hits(iqdb *db, size_t q, const iqdb_hit *h, size_t n,
-                       const iqdb_search_info *info, int with_meta) {
-    if (g_cli.json) {
-        printf("{\"query\":%zu,\"hits\":[", q);
-        for (size_t i = 0; i < n; i++) {
-            printf("%s{\"id\":%llu,\"distance\":", i ? "," : "", (unsigned long long)h[i].id);
-            cli_put_float(stdout, h[i].distance);
-            if (with_meta) {
-                iqdb_meta *m = NULL;
-                iqdb_get(db, h[i].id, NULL, &m);
-                fputs(",\"metadata\":", stdout);
-                cli_json_meta(stdout, m);
-                iqdb_meta_destroy(m);
-            }
-            putchar('}');
+/* A keyed hit's key into buf (IQDB_MAX_ID_KEY_LEN bytes): *key = buf, or NULL for a u64 hit. */
+static int hit_name(iqdb *db, const iqdb_hit *h, unsigned char *buf, const unsigned char **key,
+                    size_t *len) {
+    *key = NULL, *len = 0;
+    if (!iqdb_hit_has_key(h)) return IQDB_OK;
+    int rc = iqdb_hit_key(db, h, buf, IQDB_MAX_ID_KEY_LEN, len);
+    if (rc == IQDB_OK) *key = buf;
+    return rc;
+}
+
+/* The metadata of the record named by (id, key), or NULL. */
+static iqdb_meta *meta_of(iqdb *db, iqdb_id id, const unsigned char *key, size_t len) {
+    iqdb_meta *m = NULL;
+    if (key)
+        iqdb_get_key(db, key, len, NULL, &m);
+    else
+        iqdb_get(db, id, NULL, &m);
+    return m;
+}
+
+static int print_hits(iqdb *db, size_t q, const iqdb_hit *h, size_t n, const iqdb_search_info *info,
+                      int with_meta) {
+    unsigned char kbuf[IQDB_MAX_ID_KEY_LEN];
+    const unsigned char *key;
+    size_t klen;
+    if (g_cli.json) printf("{\"query\":%zu,\"hits\":[", q);
+    for (size_t i = 0; i < n; i++) {
+        int rc = hit_name(db, &h[i], kbuf, &key, &klen);
+        if (rc != IQDB_OK) {
+            if (g_cli.json) puts("]}");
+            return rc;
         }
+        if (g_cli.json) {
+            fputs(i ? ",{" : "{", stdout);
+            cli_put_name(stdout, h[i].id, key, klen, 1);
+            fputs(",\"distance\":", stdout);
+        } else {
+            printf("%zu\t%zu\t", q, i + 1);
+            cli_put_name(stdout, h[i].id, key, klen, 0);
+            putchar('\t');
+        }
+        cli_put_float(stdout, h[i].distance);
+        if (with_meta) {
+            iqdb_meta *m = meta_of(db, h[i].id, key, klen);
+            fputs(g_cli.json ? ",\"metadata\":" : "\t", stdout);
+            cli_json_meta(stdout, m);
+            iqdb_meta_destroy(m);
+        }
+        putchar(g_cli.json ? '}' : '\n');
+    }
+    if (g_cli.json) {
         printf("]");
         if (info)
             printf(",\"complete\":%s,\"strategy\":\"%s\",\"distances\":%llu",
                    info->complete ? "true" : "false", cli_strategy_name((int)info->strategy),
                    (unsigned long long)info->n_distances);
         printf("}\n");
-        return;
     }
-    for (size_t i = 0; i < n; i++) {
-        printf("%zu\t%zu\t%llu\t", q, i + 1, (unsigned long long)h[i].id);
-        cli_put_float(stdout, h[i].distance);
-        if (with_meta) {
-            iqdb_meta *m = NULL;
-            iqdb_get(db, h[i].id, NULL, &m);
-            putchar('\t');
-            cli_json_meta(stdout, m);
-            iqdb_meta_destroy(m);
-        }
-        putchar('\n');
-    }
+    return IQDB_OK;
 }
 
 static int cmd_search(ctx *c, int argc, char **argv) {
@@ -608,7 +680,7 @@ static int cmd_search(ctx *c, int argc, char **argv) {
         size_t n;
         iqdb_search_info info = {.struct_size = sizeof info};
         rc = iqdb_search(db, q.vecs + i * q.dim, (size_t)k, &p, hits, &n, &info);
-        if (rc == IQDB_OK) print_hits(db, i, hits, n, &info, with_meta);
+        if (rc == IQDB_OK) rc = print_hits(db, i, hits, n, &info, with_meta);
     }
     if (rc != IQDB_OK) code = cli_lib_error(db, rc, "search");
     free(hits);
@@ -619,33 +691,76 @@ static int cmd_search(ctx *c, int argc, char **argv) {
 
 /* ---- get, delete, count ---------------------------------------------------------------------- */
 
-static int collect_ids(int argc, char **argv, const char *cmd, iqdb_id **ids, size_t *n) {
-    *ids = malloc((size_t)(argc ? argc : 1) * sizeof **ids);
-    *n = 0;
-    if (!*ids) return cli_error(EXIT_FAIL, "out of memory");
-    for (int i = 0; i < argc; i++) {
-        uint64_t id;
-        if (parse_u64(argv[i], &id)) {
-            free(*ids);
-            return USAGE("%s: '%s' is not an id (0 .. 2^64-1)", cmd, argv[i]);
+/* The records named on a get / delete command line: numeric ids, --key TEXT, --key-hex HEX. */
+typedef struct rec_name {
+    iqdb_id id;
+    unsigned char *key; /* NULL: the u64 id */
+    size_t len;
+} rec_name;
+
+static void names_free(rec_name *v, size_t n) {
+    for (size_t i = 0; i < n; i++) free(v[i].key);
+    free(v);
+}
+
+static int collect_names(int argc, char **argv, const char *cmd, rec_name **out, size_t *n) {
+    rec_name *v = calloc((size_t)(argc ? argc : 1), sizeof *v);
+    *out = NULL, *n = 0;
+    if (!v) return cli_error(EXIT_FAIL, "out of memory");
+    size_t m = 0;
+    int code = EXIT_OK;
+    for (int i = 0; i < argc && !code; i++) {
+        const char *a = argv[i], *t;
+        if (!strcmp(a, "--key") || !strcmp(a, "--key-hex")) {
+            int hex = a[5] != 0;
+            if (i + 1 >= argc) {
+                code = USAGE("%s needs a value", a);
+                break;
+            }
+            t = argv[++i];
+            size_t tl = strlen(t), len = hex ? tl / 2 : tl;
+            if (len == 0 || len > IQDB_MAX_ID_KEY_LEN) {
+                code = USAGE("%s: a key of %zu bytes (keys have 1 .. %u bytes)", a, len,
+                             IQDB_MAX_ID_KEY_LEN);
+                break;
+            }
+            v[m].key = malloc(len);
+            if (!v[m].key) {
+                code = cli_error(EXIT_FAIL, "out of memory");
+                break;
+            }
+            if (hex ? cli_parse_hex(t, tl, v[m].key, len) != (long)len
+                    : (memcpy(v[m].key, t, len), 0)) {
+                code = USAGE("%s: '%s' is not an even number of hex digits", a, t);
+                m++;
+                break;
+            }
+            v[m++].len = len;
+        } else if (parse_u64(a, &v[m].id)) {
+            code = USAGE("%s: '%s' is not an id (0 .. 2^64-1; --key TEXT or --key-hex HEX name "
+                         "a byte key)",
+                         cmd, a);
+        } else {
+            m++;
         }
-        (*ids)[(*n)++] = id;
     }
-    if (!*n) {
-        free(*ids);
-        return USAGE("%s: name at least one id", cmd);
+    if (!code && !m) code = USAGE("%s: name at least one id or key", cmd);
+    if (code) {
+        names_free(v, m);
+        return code;
     }
+    *out = v, *n = m;
     return EXIT_OK;
 }
 
 static int cmd_get(ctx *c, int argc, char **argv) {
-    iqdb_id *ids;
+    rec_name *ids;
     size_t n;
-    int code = collect_ids(argc, argv, "get", &ids, &n);
+    int code = collect_names(argc, argv, "get", &ids, &n);
     if (code) return code;
     iqdb *db;
     if ((code = get_db(c, 0, &db))) {
-        free(ids);
+        names_free(ids, n);
         return code;
     }
     iqdb_stats st = {.struct_size = sizeof st};
@@ -653,10 +768,19 @@ static int cmd_get(ctx *c, int argc, char **argv) {
     float *vec = malloc(st.dim * sizeof *vec);
     for (size_t i = 0; i < n && vec; i++) {
         iqdb_meta *m = NULL;
-        int rc = iqdb_get(db, ids[i], vec, &m);
+        const rec_name *r = &ids[i];
+        int rc = r->key ? iqdb_get_key(db, r->key, r->len, vec, &m) : iqdb_get(db, r->id, vec, &m);
         if (rc == IQDB_NOTFOUND) {
-            code =
-                cli_error(EXIT_NOTFOUND, "get: no record with id %llu", (unsigned long long)ids[i]);
+            if (r->key) {
+                char kt[64];
+                size_t l = r->len < 24 ? r->len : 24;
+                for (size_t j = 0; j < l; j++) snprintf(kt + 2 * j, 3, "%02x", r->key[j]);
+                code = cli_error(EXIT_NOTFOUND, "get: no record with the key of %zu bytes %s%s",
+                                 r->len, kt, l < r->len ? "..." : "");
+            } else {
+                code = cli_error(EXIT_NOTFOUND, "get: no record with id %llu",
+                                 (unsigned long long)r->id);
+            }
             continue;
         }
         if (rc != IQDB_OK) {
@@ -664,44 +788,42 @@ static int cmd_get(ctx *c, int argc, char **argv) {
             break;
         }
         if (g_cli.json) {
-            printf("{\"id\":%llu,\"vector\":[", (unsigned long long)ids[i]);
-            for (uint32_t j = 0; j < st.dim; j++) {
-                if (j) putchar(',');
-                cli_put_float(stdout, vec[j]);
-            }
-            fputs("],\"metadata\":", stdout);
-            cli_json_meta(stdout, m);
-            puts("}");
+            putchar('{');
+            cli_put_name(stdout, r->id, r->key, r->len, 1);
+            fputs(",\"vector\":[", stdout);
         } else {
-            printf("%llu\t", (unsigned long long)ids[i]);
-            for (uint32_t j = 0; j < st.dim; j++) {
-                if (j) putchar(',');
-                cli_put_float(stdout, vec[j]);
-            }
+            cli_put_name(stdout, r->id, r->key, r->len, 0);
             putchar('\t');
-            cli_json_meta(stdout, m);
-            putchar('\n');
         }
+        for (uint32_t j = 0; j < st.dim; j++) {
+            if (j) putchar(',');
+            cli_put_float(stdout, vec[j]);
+        }
+        fputs(g_cli.json ? "],\"metadata\":" : "\t", stdout);
+        cli_json_meta(stdout, m);
+        fputs(g_cli.json ? "}\n" : "\n", stdout);
         iqdb_meta_destroy(m);
     }
     if (!vec) code = cli_error(EXIT_FAIL, "out of memory");
-    free(vec), free(ids);
+    free(vec);
+    names_free(ids, n);
     return done(c, code);
 }
 
 static int cmd_delete(ctx *c, int argc, char **argv) {
-    iqdb_id *ids;
+    rec_name *ids;
     size_t n, deleted = 0;
-    int code = collect_ids(argc, argv, "delete", &ids, &n);
+    int code = collect_names(argc, argv, "delete", &ids, &n);
     if (code) return code;
     iqdb *db;
     if ((code = get_db(c, 1, &db))) {
-        free(ids);
+        names_free(ids, n);
         return code;
     }
     for (size_t i = 0; i < n; i++) {
         int existed;
-        int rc = iqdb_delete(db, ids[i], &existed);
+        int rc = ids[i].key ? iqdb_delete_key(db, ids[i].key, ids[i].len, &existed)
+                            : iqdb_delete(db, ids[i].id, &existed);
         if (rc != IQDB_OK) {
             code = cli_lib_error(db, rc, "delete");
             break;
@@ -711,8 +833,8 @@ static int cmd_delete(ctx *c, int argc, char **argv) {
     if (g_cli.json)
         printf("{\"deleted\":%zu,\"absent\":%zu}\n", deleted, code ? 0 : n - deleted);
     else
-        info_line("deleted %zu of %zu ids (%zu absent)\n", deleted, n, code ? 0 : n - deleted);
-    free(ids);
+        info_line("deleted %zu of %zu records (%zu absent)\n", deleted, n, code ? 0 : n - deleted);
+    names_free(ids, n);
     return done(c, code);
 }
 
@@ -854,13 +976,26 @@ static int cmd_checkpoint(ctx *c, int argc, char **argv, int compact) {
 
 /* ---- export ---------------------------------------------------------------------------------- */
 
-static int cmp_hit_id(const void *a, const void *b) {
-    const iqdb_hit *x = a, *y = b;
-    return x->id < y->id ? -1 : x->id > y->id;
+/* An exported record's name: a u64 id, or a key (owned). */
+typedef struct ex_name {
+    iqdb_id id;
+    unsigned char *key;
+    size_t len;
+} ex_name;
+
+/* u64 ids first, in id order; then keys in byte order (a prefix first). */
+static int cmp_name(const void *a, const void *b) {
+    const ex_name *x = a, *y = b;
+    if (!x->key != !y->key) return x->key ? 1 : -1;
+    if (!x->key) return x->id < y->id ? -1 : x->id > y->id;
+    size_t l = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->key, y->key, l);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-/* Every record, in id order: an exact search with k = count from the zero vector lists them
- * all (the API has no cursor; the search allocates nothing k-sized). */
+/* Every record, u64 ids in id order then keys in byte order: an exact search with k = count
+ * from the zero vector lists them all (the API has no cursor; the search allocates nothing
+ * k-sized), and keyed hits are resolved to their keys before anything is written. */
 static int cmd_export(ctx *c, int argc, char **argv) {
     const char *file = NULL, *v;
     cli_format fmt = FMT_AUTO;
@@ -887,9 +1022,11 @@ static int cmd_export(ctx *c, int argc, char **argv) {
     iqdb_stats_get(db, &st);
     size_t n = (size_t)st.count;
     iqdb_hit *hits = malloc((n ? n : 1) * sizeof *hits);
+    ex_name *names = calloc(n ? n : 1, sizeof *names);
     float *zero = calloc(st.dim, sizeof *zero), *vec = malloc(st.dim * sizeof *vec);
-    if (!hits || !zero || !vec) {
-        free(hits), free(zero), free(vec);
+    unsigned char *kbuf = malloc(IQDB_MAX_ID_KEY_LEN);
+    if (!hits || !names || !zero || !vec || !kbuf) {
+        free(hits), free(names), free(zero), free(vec), free(kbuf);
         return done(c, cli_error(EXIT_FAIL, "out of memory"));
     }
     iqdb_search_params p;
@@ -897,6 +1034,13 @@ static int cmd_export(ctx *c, int argc, char **argv) {
     p.exact = 1;
     size_t got = 0;
     int rc = iqdb_search(db, zero, n, &p, hits, &got, NULL);
+    for (size_t i = 0; i < got && rc == IQDB_OK; i++) {
+        names[i].id = hits[i].id;
+        if (!iqdb_hit_has_key(&hits[i])) continue;
+        rc = iqdb_hit_key(db, &hits[i], kbuf, IQDB_MAX_ID_KEY_LEN, &names[i].len);
+        if (rc == IQDB_OK && !(names[i].key = malloc(names[i].len))) rc = IQDB_NOMEM;
+        if (rc == IQDB_OK) memcpy(names[i].key, kbuf, names[i].len);
+    }
     cli_writer *w = NULL;
     cli_err e;
     if (rc != IQDB_OK) {
@@ -904,16 +1048,17 @@ static int cmd_export(ctx *c, int argc, char **argv) {
     } else if (cli_writer_open(&w, file, fmt, st.dim, got, &e)) {
         code = cli_error(EXIT_FAIL, "%s", e.msg);
     } else {
-        qsort(hits, got, sizeof *hits, cmp_hit_id);
+        qsort(names, got, sizeof *names, cmp_name);
         cli_progress pg;
         cli_progress_start(&pg, "export", got);
         for (size_t i = 0; i < got && !code; i++) {
             iqdb_meta *m = NULL;
-            rc = iqdb_get(db, hits[i].id, vec, &m);
+            const ex_name *x = &names[i];
+            rc = x->key ? iqdb_get_key(db, x->key, x->len, vec, &m) : iqdb_get(db, x->id, vec, &m);
             if (rc != IQDB_OK)
                 code = cli_lib_error(db, rc, "export: get");
-            else
-                cli_writer_put(w, hits[i].id, vec, m, &e);
+            else if (cli_writer_put(w, x->id, x->key, x->len, vec, m, &e))
+                code = cli_error(EXIT_FAIL, "%s", e.msg);
             iqdb_meta_destroy(m);
             if ((i & 1023) == 0) cli_progress_update(&pg, i);
         }
@@ -926,7 +1071,8 @@ static int cmd_export(ctx *c, int argc, char **argv) {
                 info_line("exported %zu records to %s\n", got, file);
         }
     }
-    free(hits), free(zero), free(vec);
+    for (size_t i = 0; i < n; i++) free(names[i].key);
+    free(hits), free(names), free(zero), free(vec), free(kbuf);
     return done(c, code);
 }
 
@@ -957,7 +1103,8 @@ static const char *const help_text =
     "            [--labels FILE.idx1 --label-key KEY] [--start-id N] [--limit N] [--chunk N]\n"
     "  search DB (--vector V | --queries FILE [--format F]) [-k N] [--filter TEXT]\n"
     "            [--ef N] [--probes N] [--exact] [--meta] [--max-queries N]\n"
-    "  get DB ID...          delete DB ID...        count DB\n"
+    "  get DB NAME...        delete DB NAME...      count DB\n"
+    "            (NAME: a u64 id, --key TEXT or --key-hex HEX for a byte key)\n"
     "  info DB               stats DB               check DB\n"
     "  checkpoint DB         compact DB\n"
     "  export DB FILE [--format fvecs|npy|csv|jsonl]\n"

@@ -116,7 +116,9 @@ int cli_parse_u32(const char *s, uint32_t *v) {
 void cli_records_free(cli_records *r) {
     if (r->metas)
         for (size_t i = 0; i < r->n; i++) iqdb_meta_destroy(r->metas[i]);
-    free(r->vecs), free(r->ids), free(r->metas);
+    if (r->keys)
+        for (size_t i = 0; i < r->n; i++) free(r->keys[i]);
+    free(r->vecs), free(r->ids), free(r->metas), free(r->keys), free(r->key_lens);
     memset(r, 0, sizeof *r);
 }
 
@@ -124,6 +126,8 @@ void cli_records_truncate(cli_records *r, size_t n) {
     if (n >= r->n) return;
     if (r->metas)
         for (size_t i = n; i < r->n; i++) iqdb_meta_destroy(r->metas[i]), r->metas[i] = NULL;
+    if (r->keys)
+        for (size_t i = n; i < r->n; i++) free(r->keys[i]), r->keys[i] = NULL;
     r->n = n;
 }
 
@@ -243,6 +247,41 @@ void cli_json_str(FILE *f, const char *s, size_t len) {
         }
     }
     fputc('"', f);
+}
+
+static void put_hex(FILE *f, const unsigned char *b, size_t n) {
+    static const char dig[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) fputc(dig[b[i] >> 4], f), fputc(dig[b[i] & 15], f);
+}
+
+void cli_put_name(FILE *f, iqdb_id id, const void *key, size_t key_len, int json) {
+    if (!key) {
+        fprintf(f, json ? "\"id\":%llu" : "%llu", (unsigned long long)id);
+    } else if (cli_utf8_valid(key, key_len)) {
+        if (json) fputs("\"id\":", f);
+        cli_json_str(f, key, key_len);
+    } else {
+        fputs(json ? "\"id_hex\":\"" : "hex:", f);
+        put_hex(f, key, key_len);
+        if (json) fputc('"', f);
+    }
+}
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+long cli_parse_hex(const char *s, size_t n, unsigned char *out, size_t cap) {
+    if (n % 2 || n / 2 > cap) return -1;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    return (long)(n / 2);
 }
 
 void cli_put_float(FILE *f, float x) { fprintf(f, "%.9g", (double)x); }
