@@ -132,7 +132,9 @@ enum iqdb_status {
                                 reopened (reads keep working) */
     IQDB_UNSUPPORTED = 15, /**< the feature was not compiled in, or not available on this CPU /
                                 platform */
-    IQDB_INTERRUPTED = 16  /**< the call was cancelled */
+    IQDB_INTERRUPTED = 16  /**< the call was cancelled: by iqdb_interrupt, by a progress
+                                callback returning non-zero, or (async) by iqdb_future_cancel;
+                                the database is unchanged */
 };
 
 /** The primary code of a possibly extended status. */
@@ -280,6 +282,61 @@ typedef struct iqdb_allocator {
 } iqdb_allocator;
 
 /* ============================================================================================ */
+/* Result cache, logging, progress (types used by the options)                                  */
+/* ============================================================================================ */
+
+/**
+ * Eviction policies of the result cache (docs/guide.md, "Result cache").
+ *  LRU   evicts the result used least recently.
+ *  LFU   evicts the result used least often (ties: the least recently used of them).
+ *  FIFO  evicts the result cached first; hits do not refresh it.
+ *  ARC   adaptive replacement (Megiddo and Modha): balances recency and frequency with two
+ *        lists and two "ghost" lists of recently evicted keys (ghosts hold only a hash).
+ */
+typedef enum iqdb_cache_policy {
+    IQDB_CACHE_DEFAULT = 0, /**< LRU */
+    IQDB_CACHE_LRU = 1,
+    IQDB_CACHE_LFU = 2,
+    IQDB_CACHE_FIFO = 3,
+    IQDB_CACHE_ARC = 4
+} iqdb_cache_policy;
+
+/** Log levels: a message is passed to the log callback when its level <= options.log_level. */
+typedef enum iqdb_log_level {
+    IQDB_LOG_DEFAULT = 0, /**< INFO */
+    IQDB_LOG_ERROR = 1,   /**< a failure the caller may not see as a return code (a failed
+                               background fsync or automatic checkpoint) */
+    IQDB_LOG_WARN = 2,    /**< something was refused or cut short (a torn WAL tail) */
+    IQDB_LOG_INFO = 3,    /**< open, recovery, checkpoints, interrupts */
+    IQDB_LOG_DEBUG = 4    /**< configuration details */
+} iqdb_log_level;
+
+/**
+ * A log callback: `msg` is a NUL-terminated line without a newline, valid during the call only.
+ * Called on whichever thread does the work (possibly several at once; possibly with the handle's
+ * lock held): it must be thread-safe, must be quick, and must not call iqdb on the same handle.
+ */
+typedef void (*iqdb_log_fn)(void *ud, iqdb_log_level level, const char *msg);
+
+/** What a progress callback reports on. Append-only. */
+typedef enum iqdb_progress_op {
+    IQDB_PROGRESS_CHECKPOINT = 1,   /**< writing a snapshot: units are bytes (total estimated) */
+    IQDB_PROGRESS_IMPORT = 2,       /**< iqdb_upsert_batch: units are records */
+    IQDB_PROGRESS_SEARCH_BATCH = 3, /**< iqdb_search_batch: units are queries */
+    IQDB_PROGRESS_BUILD = 4,        /**< building or rebuilding an index (optimize): index
+                                         kinds that build report here */
+    IQDB_PROGRESS_OPTIMIZE = 5      /**< iqdb_optimize, where it has work to do */
+} iqdb_progress_op;
+
+/**
+ * A progress callback, called from long calls every so often (at least once per MiB of snapshot,
+ * per 1024 imported records, per 2048 batch queries) with done <= total. Returning non-zero
+ * cancels the call: it returns IQDB_INTERRUPTED and the database is exactly as before it.
+ * Same thread rules as iqdb_log_fn.
+ */
+typedef int (*iqdb_progress_fn)(void *ud, iqdb_progress_op op, uint64_t done, uint64_t total);
+
+/* ============================================================================================ */
 /* Options                                                                                      */
 /* ============================================================================================ */
 
@@ -339,6 +396,19 @@ typedef struct iqdb_options {
     uint32_t read_only;           /**< non-zero: open an existing database for reading only:
                                        no lock, no file is changed, writes get IQDB_READONLY */
     uint32_t durability_reserved; /**< must be 0 */
+    /* Result cache (docs/guide.md, "Result cache"). Off unless cache_entries > 0. */
+    uint32_t cache_entries;         /**< most cached results, 1 .. 1,048,576; 0 = no cache */
+    iqdb_cache_policy cache_policy; /**< eviction policy; default LRU */
+    uint64_t cache_bytes;           /**< most bytes the cached results may hold (queries, hits,
+                                         filters, bookkeeping); 0 = no byte limit */
+    uint32_t cache_ttl_ms;          /**< a result older than this is recomputed; 0 = never */
+    uint32_t cache_reserved;        /**< must be 0 */
+    /* Observability (docs/guide.md, "Observability"). */
+    iqdb_log_fn log_fn;           /**< NULL = silent (the default) */
+    void *log_ud;                 /**< passed to log_fn */
+    iqdb_log_level log_level;     /**< most verbose level passed on; default INFO */
+    iqdb_progress_fn progress_fn; /**< NULL = no progress reports */
+    void *progress_ud;            /**< passed to progress_fn */
 } iqdb_options;
 
 /**
@@ -767,6 +837,9 @@ typedef struct iqdb_search_info {
     uint64_t n_distances; /**< distance computations */
     uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
     uint64_t n_matched;   /**< examined rows that passed the filter */
+    uint32_t cache_hit;   /**< 1 when the result came from the result cache: the counters
+                               above are then 0 (nothing was computed) and complete / strategy
+                               are those of the search that filled the entry */
 } iqdb_search_info;
 
 /**
@@ -832,6 +905,18 @@ typedef struct iqdb_stats {
     uint64_t wal_bytes;      /**< current size of the WAL file */
     uint64_t wal_syncs;      /**< WAL fsyncs done by this handle */
     uint64_t checkpoints;    /**< checkpoints done by this handle */
+    /* Result cache (all 0 when options.cache_entries is 0). */
+    uint64_t cache_hits;          /**< searches answered from the cache */
+    uint64_t cache_misses;        /**< searches that looked and computed */
+    uint64_t cache_evictions;     /**< entries removed for room (entries or bytes) or age */
+    uint64_t cache_invalidations; /**< entries removed because a write could change them (or
+                                       iqdb_cache_clear) */
+    uint64_t cache_len;           /**< entries now */
+    uint64_t cache_capacity;      /**< options.cache_entries */
+    uint64_t cache_bytes;         /**< bytes the entries hold now */
+    uint64_t cache_max_bytes;     /**< options.cache_bytes (0: no byte limit) */
+    uint64_t mem_cache;           /**< everything the cache allocated (also in mem_total; no
+                                       longer counted in mem_scratch) */
 } iqdb_stats;
 
 /**
@@ -849,6 +934,151 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_check(iqdb *db);
+
+/* ============================================================================================ */
+/* Result cache and interrupts                                                                  */
+/* ============================================================================================ */
+
+/**
+ * The result cache (options.cache_entries > 0) remembers whole search results, keyed on the
+ * exact bits of the query, k, a canonical form of the filter, and every search parameter (ef,
+ * n_probes, exact). A cached result is always identical to what the search would return now:
+ *  - exact results (the FLAT index, or params.exact) are invalidated precisely: a write evicts
+ *    only the entries it could change — the entry holds a deleted or replaced id, or a new
+ *    record version matching the entry's filter is strictly nearer to the entry's query than
+ *    its k-th hit (a tie loses: the new version is the latest insert), or could enter an entry
+ *    holding fewer than k hits. A write far from every cached query evicts nothing.
+ *  - approximate results (HNSW, IVF without exact) are evicted by every write: a graph or list
+ *    change can alter an approximate answer without meeting the rules above.
+ * A write pays for this with one distance per (cached exact entry, written record).
+ * iqdb_search uses the cache; iqdb_search_batch does not (a batch amortises its scan already).
+ * iqdb_search_info.cache_hit says when a result came from it; iqdb_stats has its counters.
+ */
+
+/**
+ * Empties the result cache (counted as invalidations). A no-op without a cache.
+ * Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_cache_clear(iqdb *db);
+
+/**
+ * Asks every long call running on `db` right now — iqdb_search_batch, iqdb_upsert_batch,
+ * iqdb_checkpoint (also the one inside iqdb_close), and index builds — to stop; each returns
+ * IQDB_INTERRUPTED at its next check (at least once per MiB, 1024 records or 2048 queries) and
+ * leaves the database as it was. Calls that start after iqdb_interrupt returns are not affected;
+ * a call that finishes before its next check succeeds. Single searches and single writes are
+ * too short to check. Safe to call from any thread, including a progress or log callback.
+ * Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_interrupt(iqdb *db);
+
+/* ============================================================================================ */
+/* Async calls                                                                                  */
+/* ============================================================================================ */
+
+/**
+ * An executor runs iqdb calls on its own worker threads. Each iqdb_async_<call> submits the
+ * synchronous iqdb_<call> and returns at once; completion is reported through a callback, a
+ * future one can wait on (with a timeout), or both.
+ *
+ * Ownership. Every input is copied at submission — vectors, ids, metadata objects, filters (in
+ * the search parameters), the path and the options — so the caller may free or reuse them as
+ * soon as the submit returns. Outputs (hits, n_hits, info, vec_out, meta_out, existed, the
+ * iqdb ** of open) are the caller's memory, written by the worker: they must stay valid until
+ * the call completes (its future is done, or its callback was called) — or a cancel succeeded.
+ *
+ * Order. Calls start in submission order; with more than one thread they may run at once and
+ * finish in any order (the handle's own locking applies: writes exclude everything, searches
+ * share). An executor with one thread runs them one after another. To order two calls, wait
+ * for the first. iqdb_async_close waits for the calls on that handle that are running; calls
+ * submitted for a handle after its close are misuse.
+ *
+ * Callbacks run on the worker thread after the call returned and before its future turns done
+ * (so a waiter never sees "done" before the callback finished), or on the cancelling thread for
+ * a cancelled call (rc IQDB_INTERRUPTED). A callback must not wait for another future of the
+ * same executor when the executor has one thread.
+ */
+typedef struct iqdb_async iqdb_async;
+/** A submitted call. Opaque; released with iqdb_future_release. */
+typedef struct iqdb_future iqdb_future;
+/** Completion callback: `rc` is the call's return code. */
+typedef void (*iqdb_async_fn)(void *ud, iqdb_future *f, int rc);
+
+/**
+ * Creates an executor with `threads` workers (0 = the number of online CPUs, at most
+ * IQDB_MAX_THREADS). Its memory (and that of every call's copies) goes through `alloc` (NULL =
+ * libc). Returns IQDB_OK; IQDB_MISUSE (out NULL); IQDB_INVALID (threads too large, a half-set
+ * allocator); IQDB_NOMEM. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_async_create(const iqdb_allocator *alloc, uint32_t threads, iqdb_async **out);
+
+/**
+ * Cancels every queued call (each completes with IQDB_INTERRUPTED, callbacks run), waits for
+ * the running ones, joins the workers and releases the executor. Futures stay valid: they can
+ * still be waited on and must still be released. NULL is a no-op.
+ * Threads: none (no submit on `a` may run during or after it). Since: 0.1.
+ */
+IQDB_API void iqdb_async_destroy(iqdb_async *a);
+
+/*
+ * The submits. Each takes the synchronous call's arguments (same meaning, same codes when the
+ * call runs), then `cb` and `ud` (cb may be NULL) and `fut` (may be NULL: no future; then cb is
+ * the only way to learn the outcome). A submit returns IQDB_OK (the call is queued; *fut set);
+ * IQDB_MISUSE (a NULL executor, a NULL handle or required argument, a destroyed executor);
+ * IQDB_NOMEM (copying the inputs failed); or an argument error the synchronous call would give
+ * before touching the database (IQDB_INVALID for a NaN vector, for example) — in each case
+ * nothing was queued, cb is not called and *fut is NULL.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_async_open(iqdb_async *a, const char *path, const iqdb_options *opts, iqdb **out,
+                             iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_close(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                              iqdb_future **fut);
+IQDB_API int iqdb_async_upsert(iqdb_async *a, iqdb *db, iqdb_id id, const float *vec,
+                               const iqdb_meta *meta, iqdb_async_fn cb, void *ud,
+                               iqdb_future **fut);
+IQDB_API int iqdb_async_upsert_batch(iqdb_async *a, iqdb *db, size_t n, const iqdb_id *ids,
+                                     const float *vecs, const iqdb_meta *const *metas,
+                                     iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_get(iqdb_async *a, iqdb *db, iqdb_id id, float *vec_out,
+                            iqdb_meta **meta_out, iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_delete(iqdb_async *a, iqdb *db, iqdb_id id, int *existed, iqdb_async_fn cb,
+                               void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_count(iqdb_async *a, iqdb *db, uint64_t *n, iqdb_async_fn cb, void *ud,
+                              iqdb_future **fut);
+IQDB_API int iqdb_async_search(iqdb_async *a, iqdb *db, const float *query, size_t k,
+                               const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits,
+                               iqdb_search_info *info, iqdb_async_fn cb, void *ud,
+                               iqdb_future **fut);
+IQDB_API int iqdb_async_search_batch(iqdb_async *a, iqdb *db, const float *qs, size_t n, size_t k,
+                                     const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits,
+                                     iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_checkpoint(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                                   iqdb_future **fut);
+IQDB_API int iqdb_async_check(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                              iqdb_future **fut);
+
+/**
+ * Waits until the call is done, at most `timeout_ms` milliseconds (0: just look; UINT32_MAX:
+ * no limit). Returns IQDB_OK when it is done (then *rc, which may be NULL, is the call's return
+ * code) or IQDB_BUSY on timeout; IQDB_MISUSE (f NULL). Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_future_wait(iqdb_future *f, uint32_t timeout_ms, int *rc);
+
+/**
+ * Cancels a call that has not started: it completes with IQDB_INTERRUPTED (its callback runs
+ * now, on this thread) and never touches the database. Returns IQDB_OK when cancelled;
+ * IQDB_BUSY when it is running or done already (use iqdb_interrupt to stop a running long
+ * call); IQDB_MISUSE (f NULL). Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_future_cancel(iqdb_future *f);
+
+/**
+ * Drops the caller's reference. A call still queued or running goes on (its outputs must stay
+ * valid until it completes: cancel and wait first if they are about to go away). NULL is a
+ * no-op. Threads: none (on `f`). Since: 0.1.
+ */
+IQDB_API void iqdb_future_release(iqdb_future *f);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #ifndef IQDB_HANDLE_H
 #define IQDB_HANDLE_H
 
+#include "cache.h"
 #include "dist/dist.h"
 #include "index/index.h"
 #include "index/metric.h"
@@ -18,6 +19,7 @@
 #include "internal.h"
 #include "meta/filter.h"
 #include "meta/meta.h"
+#include "observe.h"
 #include "os/thread.h"
 #include "pool.h"
 #include "store/store.h"
@@ -41,7 +43,9 @@ struct iqdb {
     iqdb__pool *pool;
     iqdb__index *index;
     iqdb__env env;
-    iqdb__dur *dur; /* NULL for an in-memory handle */
+    iqdb__dur *dur;              /* NULL for an in-memory handle */
+    iqdb__cache *cache;          /* NULL without a result cache (cache.h) */
+    _Atomic uint64_t interrupts; /* iqdb_interrupt calls so far (observe.h) */
 };
 
 /* iqdb.c: applies n upserts under the write lock (the protocol at the top of iqdb.c); `log`

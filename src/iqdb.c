@@ -84,6 +84,9 @@ static int validate_options(iqdb_options *o) {
     if (o->flags) return iqdb__fail(NULL, IQDB_INVALID, "flags must be 0");
     IQDB_TRY(iqdb__mem_check(&o->allocator));
     IQDB_TRY(validate_durability(o));
+    IQDB_TRY(iqdb__cache_validate(o));
+    if ((unsigned)o->log_level > IQDB_LOG_DEBUG)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown log level %d", (int)o->log_level);
     return iqdb__validate_index_options(o);
 }
 
@@ -167,6 +170,7 @@ static int choose_kernels(const iqdb_options *o, const iqdb__kernels **out) {
 /* ============================================================================================ */
 
 static void teardown(iqdb *db) {
+    iqdb__cache_destroy(db->cache);
     iqdb__index_destroy(db->index);
     iqdb__pool_destroy(db->pool);
     iqdb__scratch_pool_destroy(&db->scratch);
@@ -229,6 +233,7 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
         else if ((rc = iqdb__index_kind_from(db->opts.index, &kind)) == IQDB_OK)
             rc = iqdb__index_create(kind, &db->env, &db->index);
     }
+    if (rc == IQDB_OK) rc = iqdb__cache_create(&db->mem, &db->opts, db->dim, &db->cache);
     if (rc) {
         iqdb__dur_close(db, 0);
         teardown(db);
@@ -237,6 +242,9 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     }
     db->magic = IQDB_MAGIC;
     *out = db;
+    iqdb__log(db, IQDB_LOG_INFO, "opened %s: %llu records, dim %u, %s", path ? path : "(memory)",
+              (unsigned long long)db->store.count, db->dim,
+              db->cache ? "result cache on" : "no result cache");
     return IQDB_OK;
 }
 
@@ -294,8 +302,16 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vec
                                 IQDB__MAX_SLOTS)
                    : iqdb__nomem(db);
     }
-    /* phase A */
+    /* phase A (a long live batch reports progress and can be interrupted here) */
+    iqdb__long lc;
+    int watch = log && n >= 1024;
+    if (watch) iqdb__long_begin(db, &lc, IQDB_PROGRESS_IMPORT, n);
     for (size_t i = 0; i < n; i++) {
+        if (watch && (i % 1024 == 1023 || i + 1 == n) && (rc = iqdb__long_check(&lc, i)) != 0) {
+            undo_phase_a(db, slots, i);
+            for (size_t j = i; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
+            return rc;
+        }
         slots[i] = iqdb__store_add(st, ids[i], vecs + i * db->dim, sqn[i], blobs[i], blob_len[i]);
         blobs[i] = NULL;
         rc = iqdb__index_insert(db->index, &db->env, slots[i]);
@@ -325,6 +341,7 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vec
         }
         iqdb__idmap_put(&st->map, ids[i], slots[i]);
     }
+    iqdb__cache_on_write(db->cache, &db->env, &db->keys, ids, n, slots, n);
     return IQDB_OK;
 }
 
@@ -409,6 +426,7 @@ int iqdb_delete(iqdb *db, iqdb_id id, int *existed) {
         iqdb__idmap_remove(&db->store.map, id);
         iqdb__index_remove(db->index, &db->env, slot);
         iqdb__store_remove(&db->store, slot);
+        iqdb__cache_on_write(db->cache, &db->env, &db->keys, &id, 1, NULL, 0);
     }
     iqdb__rwlock_wrunlock(&db->lock);
     if (rc) return iqdb__fail_retag(db, rc);
@@ -474,7 +492,7 @@ static float query_norm(const iqdb *db, const float *q) {
     return sqrtf(db->kern->pair[IQDB__OP_DOT](q, q, db->dim));
 }
 
-static void write_info(iqdb_search_info *info, const iqdb__sinfo *si) {
+static void write_info(iqdb_search_info *info, const iqdb__sinfo *si, int cache_hit) {
     if (!info) return;
     iqdb_search_info full;
     memset(&full, 0, sizeof full);
@@ -484,6 +502,7 @@ static void write_info(iqdb_search_info *info, const iqdb__sinfo *si) {
     full.n_distances = si->n_distances;
     full.n_visited = si->n_visited;
     full.n_matched = si->n_matched;
+    full.cache_hit = cache_hit != 0;
     size_t n = info->struct_size < sizeof full ? info->struct_size : sizeof full;
     memcpy(info, &full, n);
 }
@@ -502,10 +521,14 @@ int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params
     iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
     iqdb__query q = {query,  query_norm(db, query), 0,        NULL, prm.filter,
                      prm.ef, prm.n_probes,          prm.exact};
+    iqdb__cache_key ck;
+    int use_cache = db->cache && iqdb__cache_key_init(db->cache, &ck, query, k, &prm) == IQDB_OK;
+    int hit = 0;
     iqdb__rwlock_rdlock(&db->lock);
     int rc = IQDB_OK;
     q.k = k < db->store.count ? k : (size_t)db->store.count;
-    if (q.k > 0) {
+    if (use_cache) hit = iqdb__cache_lookup(db->cache, &ck, hits, n_hits, &si);
+    if (q.k > 0 && !hit) {
         iqdb__scratch *s = iqdb__scratch_get(&db->scratch);
         if (!s || iqdb__scratch_cand(s, &db->mem, q.k) ||
             (prm.filter && iqdb__filter_compile(prm.filter, &db->keys, &s->cf, &db->mem))) {
@@ -522,9 +545,38 @@ int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params
         }
         iqdb__scratch_put(&db->scratch, s);
     }
+    /* Only an exact scan (or nothing to scan) is kept under the precise invalidation rule;
+     * everything else is approximate and dies at the next write (cache.h). */
+    if (use_cache && !hit && rc == IQDB_OK)
+        iqdb__cache_insert(db->cache, &ck, prm.filter, &db->keys, q.qnorm,
+                           si.strategy == IQDB_STRATEGY_NONE || si.strategy == IQDB_STRATEGY_SCAN ||
+                               si.strategy == IQDB_STRATEGY_SCAN_FILTERED,
+                           hits, *n_hits, &si);
     iqdb__rwlock_rdunlock(&db->lock);
-    if (rc == IQDB_OK) write_info(info, &si);
+    if (use_cache) iqdb__cache_key_free(db->cache, &ck);
+    if (rc == IQDB_OK) write_info(info, &si, hit);
     return rc;
+}
+
+/* Runs a batch in chunks of BATCH_CHUNK queries, so a long batch reports progress and can be
+ * interrupted between chunks (each chunk still spreads over the worker threads). */
+#define BATCH_CHUNK 2048
+static int batch_in_chunks(iqdb *db, const iqdb__batch *b) {
+    if (b->nq <= BATCH_CHUNK && !db->opts.progress_fn)
+        return iqdb__index_search_batch(db->index, &db->env, b);
+    iqdb__long lc;
+    iqdb__long_begin(db, &lc, IQDB_PROGRESS_SEARCH_BATCH, b->nq);
+    for (size_t at = 0; at < b->nq; at += BATCH_CHUNK) {
+        IQDB_TRY(iqdb__long_check(&lc, at));
+        iqdb__batch c = *b;
+        c.qs = b->qs + at * b->dim;
+        c.nq = IQDB_MIN((size_t)BATCH_CHUNK, b->nq - at);
+        c.qnorms = b->qnorms ? b->qnorms + at : NULL;
+        c.hits = b->hits + at * b->out_stride;
+        c.n_hits = b->n_hits + at;
+        IQDB_TRY(iqdb__index_search_batch(db->index, &db->env, &c));
+    }
+    return iqdb__long_check(&lc, b->nq);
 }
 
 int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_search_params *p,
@@ -564,7 +616,7 @@ int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_
             else
                 b.proto.filter = &s->cf;
         }
-        if (rc == IQDB_OK) rc = iqdb__index_search_batch(db->index, &db->env, &b);
+        if (rc == IQDB_OK) rc = batch_in_chunks(db, &b);
         iqdb__scratch_put(&db->scratch, s);
         if (rc) {
             for (size_t i = 0; i < n; i++) n_hits[i] = 0;
@@ -601,7 +653,19 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     full.mem_rows = iqdb__store_mem_rows(&db->store);
     full.mem_meta = iqdb__store_mem_meta(&db->store) + iqdb__keydict_mem(&db->keys);
     full.mem_index = iqdb__index_mem(db->index);
-    uint64_t known = full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index;
+    iqdb__cache_stats cs;
+    iqdb__cache_stats_get(db->cache, &cs);
+    full.cache_hits = cs.hits;
+    full.cache_misses = cs.misses;
+    full.cache_evictions = cs.evictions;
+    full.cache_invalidations = cs.invalidations;
+    full.cache_len = cs.len;
+    full.cache_capacity = cs.capacity;
+    full.cache_bytes = cs.bytes;
+    full.cache_max_bytes = cs.max_bytes;
+    full.mem_cache = cs.mem;
+    uint64_t known =
+        full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index + full.mem_cache;
     full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;
     iqdb__dur_stats(db, &full);
     iqdb__rwlock_rdunlock(&db->lock);
@@ -667,4 +731,10 @@ int iqdb_check(iqdb *db) {
         if (rc) rc = iqdb__fail_retag(db, rc);
     }
     return rc;
+}
+
+int iqdb_cache_clear(iqdb *db) {
+    CHECK_DB(db);
+    iqdb__cache_clear(db->cache);
+    return IQDB_OK;
 }

@@ -22,6 +22,7 @@ static int corrupt(const char *fmt, ...) {
 
 static int ioerr(int rc, const char *what, const char *path) {
     if (rc == IQDB_NOMEM) return iqdb__fail(NULL, rc, "out of memory");
+    if (rc == IQDB_INTERRUPTED) return iqdb__fail(NULL, rc, "%s %s was interrupted", what, path);
     return iqdb__fail(NULL, rc, "%s %s failed (errno %d)", what, path, iqdb__io_last_errno());
 }
 
@@ -38,6 +39,9 @@ typedef struct writer {
     uint8_t *raw, *out;
     size_t fill, out_cap;
     iqdb__snap_entry cur;
+    uint64_t done; /* raw bytes so far, over every section */
+    int (*progress)(void *ud, uint64_t done);
+    void *progress_ud;
 } writer;
 
 static int flush_block(writer *w) {
@@ -53,7 +57,9 @@ static int flush_block(writer *w) {
     w->pos += IQDB__BLOCK_HDR + n;
     w->cur.stored += IQDB__BLOCK_HDR + n;
     w->cur.raw += w->fill;
+    w->done += w->fill;
     w->fill = 0;
+    if (w->progress && w->progress(w->progress_ud, w->done)) return IQDB_INTERRUPTED;
     return IQDB_OK;
 }
 
@@ -148,6 +154,8 @@ int iqdb__snapshot_write(const iqdb__io *io, const char *path, const iqdb__snap_
     memset(&w, 0, sizeof w);
     w.io = io;
     w.mem = mem;
+    w.progress = src->progress;
+    w.progress_ud = src->progress_ud;
     iqdb__codec_init(&w.cx, codec, level, mem);
     w.out_cap = IQDB__BLOCK_HDR + iqdb__codec_bound(codec, IQDB__BLOCK_MAX);
     w.raw = iqdb__alloc(mem, IQDB__BLOCK_MAX);

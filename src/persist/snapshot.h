@@ -40,6 +40,10 @@ typedef struct iqdb__snap_src {
     const iqdb__store *store;
     const iqdb__index *index;
     const iqdb__env *env;
+    /* Optional: called after each block with the raw bytes written so far; non-zero stops the
+     * write with IQDB_INTERRUPTED (the file is removed). */
+    int (*progress)(void *ud, uint64_t done);
+    void *progress_ud;
 } iqdb__snap_src;
 
 /* Writes a complete snapshot to `path` (created or truncated), fsyncs and closes it. On failure
