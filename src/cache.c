@@ -76,18 +76,37 @@ struct iqdb__cache {
 
 /* ---- keys ----------------------------------------------------------------------------------- */
 
+/* Four independent multiply-rotate lanes over 32-byte strides, then a full mix: the query
+ * (3 KiB at 784 dimensions) is hashed on every cached search, and one dependent mix64 per word
+ * made that about 1.5 us; independent lanes let the multiplies overlap. */
 static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
+    const uint64_t K = 0x9fb21c651e98df25ull;
+    uint64_t l[4] = {h ^ 0x243f6a8885a308d3ull, h ^ 0x13198a2e03707344ull,
+                     h ^ 0xa4093822299f31d0ull, h ^ 0x082efa98ec4e6c89ull};
+    while (n >= 32) {
+        for (int i = 0; i < 4; i++) {
+            uint64_t w;
+            memcpy(&w, b + 8 * i, 8);
+            l[i] = (l[i] ^ w) * K;
+            l[i] ^= l[i] >> 29;
+        }
+        b += 32;
+        n -= 32;
+    }
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, b, 8);
-        h = iqdb__mix64(h ^ w);
+        l[0] = iqdb__mix64(l[0] ^ w);
         b += 8;
         n -= 8;
     }
     uint64_t w = 0;
     memcpy(&w, b, n);
-    return iqdb__mix64(h ^ w ^ ((uint64_t)n << 56));
+    h = iqdb__mix64(l[0] ^ w ^ ((uint64_t)n << 56));
+    h = iqdb__mix64(h ^ l[1]);
+    h = iqdb__mix64(h ^ l[2]);
+    return iqdb__mix64(h ^ l[3]);
 }
 
 static void put(uint8_t *out, size_t cap, size_t *at, const void *p, size_t n) {
