@@ -247,6 +247,7 @@ void iqdb_async_destroy(iqdb_async *a) {
     /* cancel what waits: each completes with IQDB_INTERRUPTED */
     iqdb__mutex_lock(&a->mu);
     iqdb_future *q = a->head;
+    for (iqdb_future *x = q; x; x = x->next) x->state = RUNNING; /* a cancel now gets BUSY */
     a->head = a->tail = NULL;
     a->stop = 1;
     iqdb__cond_broadcast(&a->work);
