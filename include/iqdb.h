@@ -951,7 +951,9 @@ IQDB_API int iqdb_check(iqdb *db);
  *  - approximate results (HNSW, IVF without exact) are evicted by every write: a graph or list
  *    change can alter an approximate answer without meeting the rules above.
  * A write pays for this with one distance per (cached exact entry, written record).
- * iqdb_search uses the cache; iqdb_search_batch does not (a batch amortises its scan already).
+ * iqdb_search and iqdb_search_batch use the cache: a batch looks each query up and runs only the
+ * misses (as one smaller batch); on the flat index it caches their results (an approximate
+ * index's batch does not report per-query strategies, so its results are not cached).
  * iqdb_search_info.cache_hit says when a result came from it; iqdb_stats has its counters.
  */
 

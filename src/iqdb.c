@@ -579,6 +579,70 @@ static int batch_in_chunks(iqdb *db, const iqdb__batch *b) {
     return iqdb__long_check(&lc, b->nq);
 }
 
+/* A batch on a handle with a result cache: each query is looked up first; the misses run as one
+ * smaller batch (copied together), and on the flat index — an exact scan, so the precise
+ * invalidation rule holds — their results are cached. Under the shared lock, like the batch. */
+static int batch_cached(iqdb *db, const iqdb__batch *b, const iqdb_search_params *prm, size_t k) {
+    size_t n = b->nq, dim = b->dim, m = 0, stride = b->out_stride;
+    size_t *miss = iqdb__alloc(&db->mem, n * sizeof *miss);
+    if (!miss) return IQDB_NOMEM;
+    iqdb__cache_key ck;
+    for (size_t i = 0; i < n; i++) {
+        iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
+        int hit = 0;
+        if (iqdb__cache_key_init(db->cache, &ck, b->qs + i * dim, k, prm) == IQDB_OK) {
+            hit = iqdb__cache_lookup(db->cache, &ck, b->hits + i * stride, &b->n_hits[i], &si);
+            iqdb__cache_key_free(db->cache, &ck);
+        }
+        if (!hit) miss[m++] = i;
+    }
+    int rc = IQDB_OK;
+    if (m == n) {
+        rc = batch_in_chunks(db, b);
+    } else if (m > 0) {
+        /* hits first (8-byte aligned), then counts, queries and norms */
+        size_t hb = m * stride * sizeof(iqdb_hit), nb = m * sizeof(size_t),
+               qb = m * dim * sizeof(float), qn = b->qnorms ? m * sizeof(float) : 0;
+        uint8_t *blk = iqdb__alloc(&db->mem, hb + nb + qb + qn);
+        if (!blk) {
+            rc = IQDB_NOMEM;
+        } else {
+            iqdb__batch c = *b;
+            c.hits = (iqdb_hit *)blk;
+            c.n_hits = (size_t *)(blk + hb);
+            float *cq = (float *)(blk + hb + nb), *cqn = qn ? cq + m * dim : NULL;
+            for (size_t j = 0; j < m; j++) {
+                memcpy(cq + j * dim, b->qs + miss[j] * dim, dim * sizeof(float));
+                if (cqn) cqn[j] = b->qnorms[miss[j]];
+            }
+            c.qs = cq;
+            c.qnorms = cqn;
+            c.nq = m;
+            rc = batch_in_chunks(db, &c);
+            for (size_t j = 0; j < m && rc == IQDB_OK; j++) {
+                b->n_hits[miss[j]] = c.n_hits[j];
+                memcpy(b->hits + miss[j] * stride, c.hits + j * stride,
+                       c.n_hits[j] * sizeof(iqdb_hit));
+            }
+            iqdb__free(&db->mem, blk, hb + nb + qb + qn);
+        }
+    }
+    if (rc == IQDB_OK && iqdb__index_kind_of(db->index) == IQDB__INDEX_FLAT) {
+        iqdb__sinfo si = {1, prm->filter ? IQDB_STRATEGY_SCAN_FILTERED : IQDB_STRATEGY_SCAN, 0, 0,
+                          0};
+        for (size_t j = 0; j < m; j++) {
+            size_t i = miss[j];
+            if (iqdb__cache_key_init(db->cache, &ck, b->qs + i * dim, k, prm)) continue;
+            iqdb__cache_insert(db->cache, &ck, prm->filter, &db->keys,
+                               b->qnorms ? b->qnorms[i] : 0.0f, 1, b->hits + i * stride,
+                               b->n_hits[i], &si);
+            iqdb__cache_key_free(db->cache, &ck);
+        }
+    }
+    iqdb__free(&db->mem, miss, n * sizeof *miss);
+    return rc;
+}
+
 int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_search_params *p,
                       iqdb_hit *hits, size_t *n_hits) {
     if (n_hits)
@@ -616,7 +680,7 @@ int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_
             else
                 b.proto.filter = &s->cf;
         }
-        if (rc == IQDB_OK) rc = batch_in_chunks(db, &b);
+        if (rc == IQDB_OK) rc = db->cache ? batch_cached(db, &b, &prm, k) : batch_in_chunks(db, &b);
         iqdb__scratch_put(&db->scratch, s);
         if (rc) {
             for (size_t i = 0; i < n; i++) n_hits[i] = 0;
