@@ -467,7 +467,8 @@ IQDB_API int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out);
  * holds every acknowledged write and the next open replays it). NULL is a no-op returning
  * IQDB_OK.
  * Returns IQDB_OK; IQDB_FATAL (the handle had failed an fsync: nothing more was written);
- * IQDB_IOERR_* or IQDB_NOMEM from the checkpoint.
+ * IQDB_IOERR_* or IQDB_NOMEM from the checkpoint; IQDB_INTERRUPTED (the progress callback
+ * stopped the final checkpoint: the WAL still holds every write and the next open replays it).
  * Threads: none — no other call on `db` may run during or after it. Since: 0.1.
  */
 IQDB_API int iqdb_close(iqdb *db);
@@ -479,7 +480,9 @@ IQDB_API int iqdb_close(iqdb *db);
  * handle usable; a failed fsync of the directory makes the handle fatal (IQDB_FATAL for later
  * writes). Checkpoints also run automatically when the WAL passes options.checkpoint_bytes, and
  * at iqdb_close. An in-memory handle has nothing to do and returns IQDB_OK.
- * Returns IQDB_OK; IQDB_MISUSE; IQDB_READONLY; IQDB_FATAL; IQDB_NOMEM; IQDB_IOERR_*.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_READONLY; IQDB_FATAL; IQDB_NOMEM; IQDB_IOERR_*;
+ * IQDB_INTERRUPTED (options.progress_fn or iqdb_interrupt stopped it: the temp file is removed
+ * and the old snapshot and the WAL stay in charge, as if it had not run).
  * Threads: exclusive for writers, shared for searches. Since: 0.1.
  */
 IQDB_API int iqdb_checkpoint(iqdb *db);
@@ -763,7 +766,9 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK.
  * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
  * would pass 1 GiB is refused with IQDB_INVALID.
- * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg.
+ * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg;
+ * IQDB_INTERRUPTED (a batch of 1024 records or more stopped by options.progress_fn or
+ * iqdb_interrupt: nothing of it was applied or logged).
  * Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
@@ -862,7 +867,8 @@ IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_sear
  * go to `hits + i * k` and their number to n_hits[i]. The results equal n calls of iqdb_search
  * on the same database state (a batch sees one consistent state). n = 0 is a no-op.
  * Returns as iqdb_search; IQDB_INVALID also when n * k overflows or a query is invalid (the
- * message names which); on failure every n_hits[i] is 0.
+ * message names which); IQDB_INTERRUPTED (options.progress_fn or iqdb_interrupt, checked every
+ * 2048 queries); on failure every n_hits[i] is 0.
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
