@@ -446,7 +446,8 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd value,
  * threads > IQDB_MAX_THREADS, an HNSW or IVF parameter out of range, flags != 0, an allocator
  * with alloc set but free missing or the reverse, an unknown sync policy or compression, a
- * period or level out of range, an empty path); IQDB_UNSUPPORTED (a SIMD level this CPU cannot
+ * period or level out of range, an empty path, cache_entries > 1,048,576, an unknown cache
+ * policy or log level, cache_reserved != 0); IQDB_UNSUPPORTED (a SIMD level this CPU cannot
  * run was forced by option or by IQDB_SIMD; an index kind not yet available; a compression not
  * compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
  * library does not know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no
