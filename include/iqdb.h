@@ -922,8 +922,10 @@ typedef struct iqdb_stats {
     uint64_t cache_capacity;      /**< options.cache_entries */
     uint64_t cache_bytes;         /**< bytes the entries hold now */
     uint64_t cache_max_bytes;     /**< options.cache_bytes (0: no byte limit) */
-    uint64_t mem_cache;           /**< everything the cache allocated (also in mem_total; no
-                                       longer counted in mem_scratch) */
+    uint64_t mem_cache;           /**< the cache's memory: entries, hash table, ARC ghosts
+                                       (all in mem_total, no longer in mem_scratch), plus an
+                                       estimate for the copies of filters, which go through the
+                                       handle's allocator but are not counted in mem_total */
 } iqdb_stats;
 
 /**
