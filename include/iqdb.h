@@ -959,7 +959,9 @@ IQDB_API int iqdb_check(iqdb *db);
  *    holding fewer than k hits. A write far from every cached query evicts nothing.
  *  - approximate results (HNSW, IVF without exact) are evicted by every write: a graph or list
  *    change can alter an approximate answer without meeting the rules above.
- * A write pays for this with one distance per (cached exact entry, written record).
+ * A write pays for this with one distance per (cached exact entry, written record); a batch of
+ * more than 64 records that writes more than half of the database's rows empties the cache
+ * instead (checking would cost more than recomputing every entry).
  * iqdb_search and iqdb_search_batch use the cache: a batch looks each query up and runs only the
  * misses (as one smaller batch); on the flat index it caches their results (an approximate
  * index's batch does not report per-query strategies, so its results are not cached).

@@ -640,6 +640,14 @@ void iqdb__cache_on_write(iqdb__cache *c, const iqdb__env *env, const iqdb__keyd
         iqdb__mutex_unlock(&c->mu);
         return;
     }
+    /* A write of more rows than half the database (a bulk import) would cost more to check,
+     * n_slots distances per entry, than recomputing each entry costs, one scan: forget them all,
+     * which is always correct. */
+    if (n_slots > 64 && n_slots > env->store->count / 2) {
+        clear_locked(c, 1);
+        iqdb__mutex_unlock(&c->mu);
+        return;
+    }
     size_t per = sizeof(float *) + sizeof(float) + sizeof(uint32_t), sbytes = 0, ibytes = 0;
     uint8_t *scratch = NULL;
     iqdb_id *sorted = NULL;

@@ -582,6 +582,36 @@ static void test_cache_oom(void **state) {
     }
 }
 
+/* A bulk write (more than 64 records and more than half the rows) empties the cache; a smaller
+ * batch is checked precisely. */
+static void test_cache_bulk_write(void **state) {
+    (void)state;
+    iqdb *db = open_db(IQDB_METRIC_L2, 16, 0, 0, 0);
+    enum { N = 300 };
+    float *vs = malloc(sizeof(float) * DIM * N);
+    iqdb_id ids[N];
+    for (int i = 0; i < N; i++) {
+        vec_at(vs + i * DIM, (float)i);
+        ids[i] = (iqdb_id)i;
+    }
+    assert_int_equal(iqdb_upsert_batch(db, 200, ids, vs, NULL), IQDB_OK);
+    probe(db, 1), probe(db, 2);
+    assert_int_equal(stats(db).cache_len, 2);
+    /* 65 far records into 200: checked, nothing evicted */
+    for (int i = 0; i < N; i++) vec_at(vs + i * DIM, 5000.0f + (float)i);
+    for (int i = 0; i < N; i++) ids[i] = 1000 + (iqdb_id)i;
+    assert_int_equal(iqdb_upsert_batch(db, 65, ids, vs, NULL), IQDB_OK);
+    assert_int_equal(stats(db).cache_invalidations, 0);
+    assert_int_equal(stats(db).cache_len, 2);
+    /* 300 more into 265: more than half the rows, the cache is emptied */
+    for (int i = 0; i < N; i++) ids[i] = 2000 + (iqdb_id)i;
+    assert_int_equal(iqdb_upsert_batch(db, N, ids, vs, NULL), IQDB_OK);
+    assert_int_equal(stats(db).cache_invalidations, 2);
+    assert_int_equal(stats(db).cache_len, 0);
+    free(vs);
+    iqdb_close(db);
+}
+
 int main(void) {
     iqdbt_simd_gate();
     const struct CMUnitTest tests[] = {
@@ -596,6 +626,7 @@ int main(void) {
         cmocka_unit_test(test_cache_keys),
         cmocka_unit_test(test_cache_options_and_stats),
         cmocka_unit_test(test_cache_oom),
+        cmocka_unit_test(test_cache_bulk_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
