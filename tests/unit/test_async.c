@@ -372,6 +372,58 @@ static void test_async_durable(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* Allocation failures in the executor and in the copies of a submit: clean codes, no leak. */
+static void test_async_oom(void **state) {
+    (void)state;
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    iqdb_meta *m;
+    iqdb_meta_create(NULL, &m);
+    iqdb_meta_set_string(m, "s", "value");
+    iqdb_filter *flt = NULL;
+    assert_int_equal(iqdb_filter_parse(NULL, "s = 'value' OR NOT EXISTS(t)", 28, &flt, NULL),
+                     IQDB_OK);
+    float v[DIM];
+    vec_of(v, 1);
+    int succeeded = 0;
+    for (long long at = 1; at < 60 && !succeeded; at++) {
+        iqdbt_alloc al;
+        iqdbt_alloc_reset(&al);
+        iqdb_allocator alloc = iqdbt_allocator(&al, 0);
+        iqdbt_fail_after(&al, at, 0);
+        iqdb_async *a = NULL;
+        int rc = iqdb_async_create(&alloc, 2, &a);
+        if (rc != IQDB_OK) {
+            assert_int_equal(rc, IQDB_NOMEM);
+            assert_null(a);
+            assert_int_equal(atomic_load(&al.live), 0);
+            continue;
+        }
+        iqdb_future *f1 = NULL, *f2 = NULL;
+        int r1 = iqdb_async_upsert(a, db, 7, v, m, NULL, NULL, &f1);
+        iqdb_search_params p;
+        iqdb_search_params_init(&p);
+        p.filter = flt;
+        iqdb_hit h[2];
+        size_t n;
+        int r2 = iqdb_async_search(a, db, v, 2, &p, h, &n, NULL, NULL, NULL, &f2);
+        assert_true(r1 == IQDB_OK || r1 == IQDB_NOMEM);
+        assert_true(r2 == IQDB_OK || r2 == IQDB_NOMEM);
+        if (r1 == IQDB_OK) assert_int_equal(wait_rc(f1), IQDB_OK);
+        if (r2 == IQDB_OK) assert_int_equal(wait_rc(f2), IQDB_OK);
+        succeeded = r1 == IQDB_OK && r2 == IQDB_OK;
+        iqdb_async_destroy(a);
+        assert_int_equal(atomic_load(&al.live), 0);
+        assert_int_equal(atomic_load(&al.bad_free), 0);
+    }
+    assert_true(succeeded);
+    iqdb_filter_destroy(flt);
+    iqdb_meta_destroy(m);
+    iqdb_close(db);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_async_every_call),
@@ -379,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_async_cancel_and_timeout),
         cmocka_unit_test(test_async_concurrent),
         cmocka_unit_test(test_async_durable),
+        cmocka_unit_test(test_async_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
