@@ -966,6 +966,8 @@ IQDB_API int iqdb_check(iqdb *db);
  * misses (as one smaller batch); on the flat index it caches their results (an approximate
  * index's batch does not report per-query strategies, so its results are not cached).
  * iqdb_search_info.cache_hit says when a result came from it; iqdb_stats has its counters.
+ * With a cache, a search whose result is cached allocates its entry (through the handle's
+ * allocator); a failed allocation only means the result is not cached.
  */
 
 /**
