@@ -19,7 +19,7 @@
 #include "cache.h"
 #include "handle.h"
 
-typedef enum op {
+typedef enum async_op {
     OP_OPEN,
     OP_CLOSE,
     OP_UPSERT,
@@ -31,14 +31,14 @@ typedef enum op {
     OP_SEARCH_BATCH,
     OP_CHECKPOINT,
     OP_CHECK
-} op;
+} async_op;
 
 enum { QUEUED, RUNNING, DONE };
 
 struct iqdb_future {
     iqdb_async *a;
     struct iqdb_future *next; /* queue */
-    op op;
+    async_op op;
     int state, rc, refs;
     iqdb *db;
     iqdb_async_fn cb;
@@ -325,7 +325,7 @@ void iqdb_future_release(iqdb_future *f) {
 
 /* ---- submitting ----------------------------------------------------------------------------- */
 
-static int new_future(iqdb_async *a, op o, iqdb *db, iqdb_async_fn cb, void *ud,
+static int new_future(iqdb_async *a, async_op o, iqdb *db, iqdb_async_fn cb, void *ud,
                       iqdb_future **out) {
     if (!a) return iqdb__fail(NULL, IQDB_MISUSE, "iqdb_async: the executor is NULL");
     if (o != OP_OPEN && (!db || db->magic != IQDB_MAGIC))
