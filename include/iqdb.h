@@ -9,9 +9,10 @@
  * What iqdb is
  *
  *   A library, not a server: one handle (`iqdb *`) holds a set of records. A record is an id (a
- *   64-bit unsigned integer), a float vector of the database's fixed dimension, and optional
- *   metadata (a flat map of string keys to null / bool / int64 / double / string values). Search
- *   returns the k records nearest to a query vector, optionally restricted by a metadata filter.
+ *   64-bit unsigned integer, or a byte-string key: see iqdb_upsert_key), a float vector of the
+ * database's fixed dimension, and optional metadata (a flat map of string keys to null / bool /
+ * int64 / double / string values). Search returns the k records nearest to a query vector,
+ * optionally restricted by a metadata filter.
  *
  * Lifecycle
  *
@@ -203,7 +204,7 @@ typedef enum iqdb_metric {
 typedef enum iqdb_index_kind {
     IQDB_INDEX_DEFAULT = 0, /**< FLAT */
     IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
-    IQDB_INDEX_HNSW = 2,    /**< graph index (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_HNSW = 2,    /**< approximate graph index (HNSW): see iqdb_options.hnsw */
     IQDB_INDEX_IVF = 3      /**< inverted lists (not yet available: IQDB_UNSUPPORTED) */
 } iqdb_index_kind;
 
@@ -348,6 +349,7 @@ typedef int (*iqdb_progress_fn)(void *ud, iqdb_progress_op op, uint64_t done, ui
 #define IQDB_MAX_STRING_LEN (1u << 20) /**< longest metadata string value, in bytes */
 #define IQDB_MAX_FILTER_DEPTH 64u      /**< deepest nesting of AND / OR / NOT in a filter */
 #define IQDB_MAX_FILTER_IN 1024u       /**< most values in one IN list */
+#define IQDB_MAX_ID_KEY_LEN 4096u      /**< longest byte key naming a record (iqdb_upsert_key) */
 
 /**
  * Options for iqdb_open. Zero means "the default" for every field, so
@@ -368,14 +370,22 @@ typedef struct iqdb_options {
                                    0 = the number of online CPUs */
     uint32_t flags;           /**< reserved; must be 0 */
     iqdb_allocator allocator; /**< all zero = the C library */
-    /** HNSW parameters (used when index = IQDB_INDEX_HNSW). */
+    /**
+     * HNSW parameters (used when index = IQDB_INDEX_HNSW). More links (m) and larger candidate
+     * lists (ef_*) give better recall for more memory and time; see docs/guide.md.
+     */
     struct {
         uint32_t m;               /**< links per node on upper layers (2m on layer 0), 2..128;
-                                       default 16 */
+                                       default 16. Memory: about 8m + 30 bytes per record */
         uint32_t ef_construction; /**< candidate list size while building, >= m; default 200 */
-        uint32_t ef_search;       /**< candidate list size while searching; default 64 */
-        uint32_t filter_widen;    /**< candidate list multiplier for filtered search; default 4 */
-        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed */
+        uint32_t ef_search;       /**< candidate list size while searching (at least k is
+                                       used); default 64; iqdb_search_params.ef overrides it */
+        uint32_t filter_widen;    /**< largest candidate list multiplier for an in-graph
+                                       filtered search (applied as the filter gets more
+                                       selective, up to this factor); default 4 */
+        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed. A
+                                       build on one thread is reproducible for a given seed
+                                       and insertion order */
     } hnsw;
     /** IVF parameters (used when index = IQDB_INDEX_IVF). */
     struct {
@@ -448,8 +458,8 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * with alloc set but free missing or the reverse, an unknown sync policy or compression, a
  * period or level out of range, an empty path, cache_entries > 1,048,576, an unknown cache
  * policy or log level, cache_reserved != 0); IQDB_UNSUPPORTED (a SIMD level this CPU cannot
- * run was forced by option or by IQDB_SIMD; an index kind not yet available; a compression not
- * compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
+ * run was forced by option or by IQDB_SIMD; an index kind not yet available (IVF); a compression
+ * not compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
  * library does not know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no
  * database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an iqdb file, or a newer format
  * version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or structural check failed; a
@@ -764,7 +774,8 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * Upserts `n` records at once, all or nothing: either every record is applied, in order (a
  * later duplicate id replaces an earlier one), or none is and the database is unchanged.
  * `vecs` holds n * dim floats, row after row. `metas` may be NULL (no metadata for any record),
- * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK.
+ * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK. With an HNSW index a large
+ * batch (256 records or more) is linked into the graph by all worker threads at once.
  * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
  * would pass 1 GiB is refused with IQDB_INVALID.
  * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg;
@@ -797,16 +808,72 @@ IQDB_API int iqdb_delete(iqdb *db, iqdb_id id, int *existed);
 /** Number of records. Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1. */
 IQDB_API int iqdb_count(iqdb *db, uint64_t *n);
 
+/* ---- Records named by byte keys ------------------------------------------------------------
+ *
+ * A record is named either by a u64 id (the calls above) or by a byte key: any non-empty string
+ * of 1 .. IQDB_MAX_ID_KEY_LEN bytes (document ids, UUIDs, paths; zero bytes and bytes that are
+ * not UTF-8 are fine — keys are compared byte for byte, never as text). The two kinds never
+ * compare equal: the u64 1 and the one-byte key "\x01" are two different records, and one
+ * database may hold both kinds. Keys are copied. Metadata, filters, search and search_batch work
+ * the same for both kinds; a search hit says which kind it is (iqdb_hit_has_key) and gives a
+ * keyed record's key through iqdb_hit_key. A database that never stores a key pays nothing for
+ * them (no per-row memory, no search-time work; see iqdb_stats.mem_keys).
+ *
+ * An empty key (key_len 0) or a longer one than IQDB_MAX_ID_KEY_LEN is IQDB_INVALID; a NULL key
+ * with key_len > 0 is IQDB_MISUSE. Durable handles log keyed writes like the others
+ * (docs/FORMAT.md, format version 2). */
+
+/**
+ * iqdb_upsert for the record named by the byte key `key` (key_len bytes). Returns as
+ * iqdb_upsert, and IQDB_INVALID / IQDB_MISUSE for a bad key (above).
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_upsert_key(iqdb *db, const void *key, size_t key_len, const float *vec,
+                             const iqdb_meta *meta);
+
+/**
+ * iqdb_upsert_batch for records named by byte keys: record i is keys[i] (key_lens[i] bytes).
+ * All or nothing; a later duplicate key in the batch replaces an earlier one. A bad key fails
+ * the whole batch (IQDB_INVALID, iqdb_errmsg names the record). Returns as iqdb_upsert_batch.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_upsert_batch_key(iqdb *db, size_t n, const void *const *keys,
+                                   const size_t *key_lens, const float *vecs,
+                                   const iqdb_meta *const *metas);
+
+/**
+ * iqdb_get for the record named by `key`. Returns as iqdb_get (IQDB_NOTFOUND when no record
+ * has this key), and IQDB_INVALID / IQDB_MISUSE for a bad key.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_get_key(iqdb *db, const void *key, size_t key_len, float *vec_out,
+                          iqdb_meta **meta_out);
+
+/**
+ * iqdb_delete for the record named by `key`: *existed (may be NULL) is 1 if it was there.
+ * Returns as iqdb_delete, and IQDB_INVALID / IQDB_MISUSE for a bad key.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_delete_key(iqdb *db, const void *key, size_t key_len, int *existed);
+
 /* ============================================================================================ */
 /* Search                                                                                       */
 /* ============================================================================================ */
 
-/** One search result. */
+/**
+ * One search result. For a record named by a u64 id, `id` is that id and `reserved` is 0. For a
+ * record named by a byte key, `reserved` is non-zero and `id` and `reserved` together are a key
+ * handle (not the key, and not a stable record id): pass the hit to iqdb_hit_key to read the
+ * key. Test the kind with iqdb_hit_has_key. Search itself stays allocation-free.
+ */
 typedef struct iqdb_hit {
-    iqdb_id id;
+    iqdb_id id;        /**< the u64 id, or (keyed hits) part of the key handle */
     float distance;    /**< in the database's metric; see iqdb_metric */
-    uint32_t reserved; /**< 0 in this version (keeps the struct free of padding) */
+    uint32_t reserved; /**< 0: a u64 id; non-zero: a keyed hit (the rest of the key handle) */
 } iqdb_hit;
+
+/** 1 when the hit is a record named by a byte key, 0 for a u64 id. Inline. Since: 0.1. */
+static inline int iqdb_hit_has_key(const iqdb_hit *h) { return h->reserved != 0; }
 
 /** Per-query parameters. Zero means default for every field. */
 typedef struct iqdb_search_params {
@@ -814,7 +881,9 @@ typedef struct iqdb_search_params {
     const iqdb_filter *filter; /**< only records matching it are returned; NULL = all */
     int exact;                 /**< non-zero: bypass the index and scan every row (exact
                                     ground truth); the flat index is always exact */
-    uint32_t ef;               /**< HNSW candidate list size for this query; 0 = the index's */
+    uint32_t ef;               /**< HNSW candidate list size for this query (at least k is
+                                    used): larger is slower and finds more of the true nearest
+                                    records; 0 = the index's ef_search */
     uint32_t n_probes;         /**< IVF lists to scan for this query; 0 = the index's */
 } iqdb_search_params;
 
@@ -824,11 +893,20 @@ static inline void iqdb_search_params_init(iqdb_search_params *p) {
     p->struct_size = sizeof *p;
 }
 
-/** How a search found its candidates. */
+/**
+ * How a search found its candidates. Append-only. With an HNSW index, a filtered search is
+ * planned per query from the filter's estimated selectivity: SCAN_FILTERED (exact) when few
+ * records match, HNSW_FILTERED otherwise — and SCAN_FILTERED again when the graph walk turns out
+ * costlier than the scan would have been.
+ */
 typedef enum iqdb_strategy {
-    IQDB_STRATEGY_NONE = 0,         /**< nothing to search: k = 0 or no rows */
-    IQDB_STRATEGY_SCAN = 1,         /**< exact scan over every row */
-    IQDB_STRATEGY_SCAN_FILTERED = 2 /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_NONE = 0,          /**< nothing to search: k = 0 or no rows */
+    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row */
+    IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_HNSW = 3,          /**< HNSW graph search (approximate) */
+    IQDB_STRATEGY_HNSW_FILTERED = 4  /**< HNSW graph walk that returns only matching records:
+                                          non-matching nodes are walked through, not returned
+                                          (approximate) */
 } iqdb_strategy;
 
 /**
@@ -838,7 +916,10 @@ typedef enum iqdb_strategy {
 typedef struct iqdb_search_info {
     size_t struct_size;
     int complete; /**< 1 when the result holds min(k, number of matching records)
-                       hits: nothing that should be there is missing */
+                       hits. For the exact strategies nothing that should be there is
+                       missing; for the HNSW strategies the count is guaranteed (a walk that
+                       finds fewer than k matches finishes with a sweep of the rows it did
+                       not see) while the hits are approximate nearest neighbours */
     iqdb_strategy strategy;
     uint64_t n_distances; /**< distance computations */
     uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
@@ -874,6 +955,25 @@ IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_sear
  */
 IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
                                const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits);
+
+/**
+ * Copies the byte key of a keyed search hit (iqdb_hit_has_key) into `buf` (room for `cap`
+ * bytes) and sets *key_len (may not be NULL) to its length. A buffer of IQDB_MAX_ID_KEY_LEN
+ * bytes always suffices. Nothing is allocated.
+ *
+ * The key handle names one version of one record: it resolves while that version is in the
+ * database. If the record was deleted, or replaced by a later upsert of the same key, between
+ * the search and this call, it returns IQDB_NOTFOUND (and never another record's key — slots
+ * are reused, but a handle also carries the version's unique insertion sequence number). To
+ * read keys consistently with a search under concurrent writers, resolve them right after the
+ * search and treat IQDB_NOTFOUND as "that result is gone". A hit is meaningful only for the
+ * handle whose search produced it.
+ * Returns IQDB_OK; IQDB_NOTFOUND (the version is gone); IQDB_INVALID (a u64 hit: reserved is
+ * 0; or cap smaller than the key — then *key_len is the length needed and buf is untouched);
+ * IQDB_MISUSE (db, hit or key_len NULL; buf NULL with cap > 0). On other failures *key_len is 0.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_hit_key(iqdb *db, const iqdb_hit *hit, void *buf, size_t cap, size_t *key_len);
 
 /* ============================================================================================ */
 /* Stats and checks                                                                             */
@@ -912,6 +1012,9 @@ typedef struct iqdb_stats {
     uint64_t wal_bytes;      /**< current size of the WAL file */
     uint64_t wal_syncs;      /**< WAL fsyncs done by this handle */
     uint64_t checkpoints;    /**< checkpoints done by this handle */
+    /* Byte keys. */
+    uint64_t keyed;    /**< records named by a byte key (count - keyed are named by u64 ids) */
+    uint64_t mem_keys; /**< the key column, the key map and the keys: 0 until a key is stored */
     /* Result cache (all 0 when options.cache_entries is 0). */
     uint64_t cache_hits;          /**< searches answered from the cache */
     uint64_t cache_misses;        /**< searches that looked and computed */
@@ -934,10 +1037,14 @@ typedef struct iqdb_stats {
 IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 
 /**
- * Verifies the handle's internal invariants: the id map and the row slots agree, every stored
- * vector is finite, every metadata record decodes, the index passes its own check. For a
- * durable handle it also reads the files back and verifies every checksum: the snapshot's
- * header, section table, every block and section, and every WAL record up to the end of the log.
+ * Verifies the handle's internal invariants: the id map, the byte-key map (every key leads to
+ * its slot, compared in full) and the row slots agree, every stored vector is finite, every
+ * metadata record decodes, the index passes its own check. For HNSW: every link names a live
+ * record other than its owner, without duplicates, within the degree bounds and levels; the
+ * entry point has the highest level; link counts agree; and every live record is reachable from
+ * the entry point. For a durable handle it also reads the files back and verifies every
+ * checksum: the snapshot's header, section table, every block and section, and every WAL record
+ * up to the end of the log.
  * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
  * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.
@@ -1094,6 +1201,20 @@ IQDB_API int iqdb_future_cancel(iqdb_future *f);
  * no-op. Threads: none (on `f`). Since: 0.1.
  */
 IQDB_API void iqdb_future_release(iqdb_future *f);
+
+/**
+ * Rebuilds the index structures from the records. For HNSW: a fresh graph built over the worker
+ * threads in insertion order, as if the records had been inserted into an empty database (the
+ * graph stays correct and searchable under deletes without it; optimize makes it as good as a
+ * fresh build and releases memory of records deleted since the last growth). The flat index has
+ * nothing to rebuild. All or nothing: on failure the database is unchanged. Nothing is logged
+ * (the records do not change); on a durable handle the rebuilt graph reaches the file with the
+ * next checkpoint (iqdb_checkpoint, an automatic one, or iqdb_close).
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY, IQDB_FATAL (a durable handle that
+ * cannot write).
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_optimize(iqdb *db);
 
 #ifdef __cplusplus
 }

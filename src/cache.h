@@ -22,6 +22,7 @@
 #include "index/index.h"
 #include "internal.h"
 #include "meta/filter.h"
+#include "store/keys.h"
 
 typedef struct iqdb__cache iqdb__cache;
 
@@ -65,6 +66,13 @@ void iqdb__cache_insert(iqdb__cache *c, const iqdb__cache_key *key, const iqdb_f
  * old versions are gone), `slots` are the live rows the write added (their new versions). */
 void iqdb__cache_on_write(iqdb__cache *c, const iqdb__env *env, const iqdb__keydict *keys,
                           const iqdb_id *ids, size_t n_ids, const uint32_t *slots, size_t n_slots);
+/* The id a hit on `slot` carries (index.c, iqdb__hits_from_top): the u64 id, or for a keyed
+ * record its version's sequence number. Removed versions are passed to iqdb__cache_on_write by
+ * this id; comparing ids only (not the keyed flag) can only over-evict. */
+static inline iqdb_id iqdb__cache_hit_id(const iqdb__store *st, uint32_t slot) {
+    return iqdb__store_is_keyed((const uint8_t *const *)st->keys, slot) ? st->seqs[slot]
+                                                                        : st->ids[slot];
+}
 /* Drops every entry (counted as invalidations). */
 void iqdb__cache_clear(iqdb__cache *c);
 void iqdb__cache_stats_get(iqdb__cache *c, iqdb__cache_stats *s);

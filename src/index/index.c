@@ -3,12 +3,15 @@
  * default case; -Wswitch-enum turns a missing kind into a build error.
  */
 #include "index/index.h"
+#include "store/keys.h"
 
 #include "index/flat.h"
+#include "index/hnsw.h"
 
 struct iqdb__index {
     iqdb__index_kind kind;
     iqdb__mem *mem;
+    iqdb__hnsw *hnsw; /* IQDB__INDEX_HNSW */
 };
 
 int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out) {
@@ -17,8 +20,14 @@ int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index 
     if (!ix) return IQDB_NOMEM;
     ix->kind = kind;
     ix->mem = env->mem;
+    int rc = IQDB_OK;
     switch (kind) {
     case IQDB__INDEX_FLAT: break; /* no structure of its own */
+    case IQDB__INDEX_HNSW: rc = iqdb__hnsw_create(env, &ix->hnsw); break;
+    }
+    if (rc) {
+        iqdb__free(env->mem, ix, sizeof *ix);
+        return rc;
     }
     *out = ix;
     return IQDB_OK;
@@ -28,6 +37,7 @@ void iqdb__index_destroy(iqdb__index *ix) {
     if (!ix) return;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: break;
+    case IQDB__INDEX_HNSW: iqdb__hnsw_destroy(ix->hnsw); break;
     }
     iqdb__free(ix->mem, ix, sizeof *ix);
 }
@@ -35,19 +45,22 @@ void iqdb__index_destroy(iqdb__index *ix) {
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix) { return ix->kind; }
 
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
-    (void)env;
-    (void)slot;
+    return iqdb__index_insert_batch(ix, env, &slot, 1);
+}
+
+int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32_t *slots,
+                             size_t n) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* the scan sees the row as soon as it is live */
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_insert(ix->hnsw, env, slots, n);
     }
     return IQDB_ERROR;
 }
 
 void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
-    (void)env;
-    (void)slot;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return;
+    case IQDB__INDEX_HNSW: iqdb__hnsw_remove(ix->hnsw, env, slot); return;
     }
 }
 
@@ -55,6 +68,7 @@ int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query 
                        iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return iqdb__flat_search(env, q, s, top, info);
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_search(ix->hnsw, env, q, s, top, info);
     }
     return IQDB_ERROR;
 }
@@ -62,24 +76,23 @@ int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query 
 int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__batch *b) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return iqdb__flat_search_batch(env, b);
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_search_batch(ix->hnsw, env, b);
     }
     return IQDB_ERROR;
 }
 
 int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sink *sink) {
-    (void)env;
-    (void)sink;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing beyond the rows */
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_serialize(ix->hnsw, env, sink);
     }
     return IQDB_ERROR;
 }
 
 int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
-    (void)env;
-    (void)src;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK;
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_load(ix->hnsw, env, src);
     }
     return IQDB_ERROR;
 }
@@ -87,14 +100,23 @@ int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
 size_t iqdb__index_mem(const iqdb__index *ix) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return sizeof *ix;
+    case IQDB__INDEX_HNSW: return sizeof *ix + iqdb__hnsw_mem(ix->hnsw);
     }
     return 0;
 }
 
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env) {
-    (void)env;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* iqdb_check verifies the rows themselves */
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_check(ix->hnsw, env);
+    }
+    return IQDB_ERROR;
+}
+
+int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing to rebuild */
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_optimize(ix->hnsw, env);
     }
     return IQDB_ERROR;
 }
@@ -102,9 +124,13 @@ int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env) {
 void iqdb__hits_from_top(const iqdb__store *st, iqdb__topk *top, iqdb_hit *hits, size_t *n) {
     iqdb__topk_sort(top);
     for (size_t i = 0; i < top->n; i++) {
-        hits[i].id = st->ids[top->h[i].slot];
+        uint32_t slot = top->h[i].slot;
+        /* A keyed record's hit is a handle (store/keys.h): its sequence number names the
+         * version, slot + 1 (never 0) says "keyed" and where; iqdb_hit_key resolves it. */
+        int keyed = iqdb__store_is_keyed((const uint8_t *const *)st->keys, slot);
+        hits[i].id = keyed ? st->seqs[slot] : st->ids[slot];
         hits[i].distance = top->h[i].d;
-        hits[i].reserved = 0;
+        hits[i].reserved = keyed ? slot + 1 : 0;
     }
     *n = top->n;
 }

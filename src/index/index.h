@@ -1,7 +1,7 @@
 /*
  * index.h — the index dispatcher: a closed set of index kinds, each implementing the same verbs
  *
- *   create destroy insert remove search search_batch serialize load stats check
+ *   create destroy insert remove search search_batch serialize load mem check optimize
  *
  * index.c switches over the kind with no default case, and the build uses -Wswitch-enum, so a
  * new kind does not compile until every verb handles it.
@@ -9,7 +9,9 @@
  * Indexes never own rows: the row store (store.h) is the truth, and an index keeps only the
  * structures that find candidate slots quickly. Modules are single-threaded; the caller (iqdb.c)
  * holds the handle's lock: shared for search, exclusive for everything else. remove never
- * fails, so a writer can always roll back or commit after the fallible steps.
+ * fails, so a writer can always roll back or commit after the fallible steps. An index may use
+ * the worker pool inside one exclusive call (the HNSW bulk build); it then does its own locking,
+ * documented in its file.
  */
 #ifndef IQDB_INDEX_H
 #define IQDB_INDEX_H
@@ -22,7 +24,7 @@
 #include "pool.h"
 #include "store/store.h"
 
-typedef enum iqdb__index_kind { IQDB__INDEX_FLAT = 0 } iqdb__index_kind;
+typedef enum iqdb__index_kind { IQDB__INDEX_FLAT = 0, IQDB__INDEX_HNSW = 1 } iqdb__index_kind;
 
 /* What every index verb may read: the rows, the kernels, the metric. */
 typedef struct iqdb__env {
@@ -33,6 +35,7 @@ typedef struct iqdb__env {
     iqdb__mem *mem;
     iqdb__scratch_pool *scratch;
     iqdb__pool *pool;
+    const iqdb_options *opts; /* the handle's normalised options (index parameters) */
 } iqdb__env;
 
 /* One query, already validated. */
@@ -61,6 +64,10 @@ void iqdb__index_destroy(iqdb__index *ix);
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix);
 /* The slot's row is in the store; make it findable. IQDB_OK or IQDB_NOMEM (nothing changed). */
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
+/* The same for n slots, all or nothing (an index may build them in parallel). The slots are
+ * live in the store, distinct, and not yet in the index; their sequence numbers increase. */
+int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32_t *slots,
+                             size_t n);
 /* Forget the slot (its row is still in the store during the call). Never fails. */
 void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
 /* The best q->k candidates into `top` (initialised by the caller with capacity q->k). */
@@ -86,8 +93,12 @@ int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sin
 int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src);
 /* Bytes the index structures use. */
 size_t iqdb__index_mem(const iqdb__index *ix);
-/* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set). */
+/* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set);
+ * IQDB_NOMEM. */
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env);
+/* Rebuilds / compacts the index structures from the rows. All or nothing: IQDB_OK or
+ * IQDB_NOMEM (the index unchanged). */
+int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
 
 /* Writes the sorted candidates of `top` as hits. */
 void iqdb__hits_from_top(const iqdb__store *st, iqdb__topk *top, iqdb_hit *hits, size_t *n);

@@ -116,7 +116,6 @@ static void m_ivf_probes(iqdb_options *o) {
 static void m_ivf_reserved(iqdb_options *o) { o->ivf.reserved = 1; }
 static void m_small_struct(iqdb_options *o) { o->struct_size = 8; }
 static void m_zero_struct(iqdb_options *o) { o->struct_size = 0; }
-static void m_hnsw(iqdb_options *o) { o->index = IQDB_INDEX_HNSW; }
 static void m_ivf(iqdb_options *o) { o->index = IQDB_INDEX_IVF; }
 
 /* Out-of-range options: each gets its documented code, nothing is allocated or leaked. */
@@ -141,7 +140,6 @@ static void test_api_open_bad_options(void **state) {
         {"16.ivf_reserved", m_ivf_reserved, IQDB_INVALID},
         {"17.small_struct", m_small_struct, IQDB_MISUSE},
         {"18.zero_struct", m_zero_struct, IQDB_MISUSE},
-        {"19.hnsw_unavailable", m_hnsw, IQDB_UNSUPPORTED},
         {"20.ivf_unavailable", m_ivf, IQDB_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -1,6 +1,11 @@
 /*
  * test_oom.c — the out-of-memory loop (SQLite's and libuv's pattern).
  *
+ * Every loop runs on a flat database and again on an HNSW one (insert, batch — also one large
+ * enough for the parallel build —, replace, delete with repair, search, optimize, check); for
+ * HNSW the state compared also holds the answers of searches with a small ef, so a failed call
+ * must leave the graph itself unchanged, not only the records.
+ *
  * For every public call: build a fresh database, record its full state, make allocation N fail
  * (once — transient — or from N on — persistent), run the call, and check that it either
  * succeeded with the right effect or returned IQDB_NOMEM with the database unchanged (every
@@ -11,10 +16,11 @@
 
 #include <stdlib.h>
 
-enum { DIM = 12, IDS = 64 };
+enum { DIM = 12, IDS = 64, KEYS = 64 };
 
 static iqdbt_alloc A;
 static iqdb_allocator AL;
+static iqdb_index_kind KIND = IQDB_INDEX_FLAT; /* the index of every database the loop builds */
 
 /* ---- state snapshots ------------------------------------------------------------------------ */
 
@@ -22,8 +28,29 @@ typedef struct snapshot {
     int present[IDS];
     float vec[IDS][DIM];
     char meta[IDS][256];
+    int kpresent[KEYS]; /* records named by key_of(i) */
+    float kvec[KEYS][DIM];
+    char kmeta[KEYS][256];
     uint64_t count;
+    iqdb_hit res[8][10]; /* answers at ef 10: they depend on the graph */
+    size_t nres[8];
 } snapshot;
+
+static void vec_of(float *v, uint64_t id, int version);
+
+/* Byte key i: key 1 is the single byte 0x01 (a different record from the u64 id 1); the others
+ * hold a zero byte and a byte that is not UTF-8. */
+static size_t key_of(int i, uint8_t *buf) {
+    if (i == 1) {
+        buf[0] = 1;
+        return 1;
+    }
+    buf[0] = 'k';
+    buf[1] = 0;
+    buf[2] = (uint8_t)i;
+    buf[3] = 0xff;
+    return 4;
+}
 
 static void meta_text(const iqdb_meta *m, char *out, size_t cap) {
     out[0] = '\0';
@@ -53,7 +80,9 @@ static void meta_text(const iqdb_meta *m, char *out, size_t cap) {
     }
 }
 
-static void take_snapshot(iqdb *db, snapshot *s) {
+/* with_searches: also the answers of a few searches (not for the read-only loops: those
+ * searches would warm the scratch the call under test must allocate). */
+static void take_snapshot(iqdb *db, snapshot *s, int with_searches) {
     memset(s, 0, sizeof *s);
     for (iqdb_id id = 0; id < IDS; id++) {
         iqdb_meta *m = NULL;
@@ -63,7 +92,26 @@ static void take_snapshot(iqdb *db, snapshot *s) {
         if (rc == IQDB_OK) meta_text(m, s->meta[id], sizeof s->meta[id]);
         iqdb_meta_destroy(m);
     }
+    for (int i = 0; i < KEYS; i++) {
+        uint8_t k[4];
+        size_t kl = key_of(i, k);
+        iqdb_meta *m = NULL;
+        int rc = iqdb_get_key(db, k, kl, s->kvec[i], &m);
+        assert_true(rc == IQDB_OK || rc == IQDB_NOTFOUND);
+        s->kpresent[i] = rc == IQDB_OK;
+        if (rc == IQDB_OK) meta_text(m, s->kmeta[i], sizeof s->kmeta[i]);
+        iqdb_meta_destroy(m);
+    }
     assert_int_equal(iqdb_count(db, &s->count), IQDB_OK);
+    if (!with_searches) return;
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    p.ef = 10;
+    for (int i = 0; i < 8; i++) {
+        float q[DIM];
+        vec_of(q, (uint64_t)i * 11 + 3, 5);
+        assert_int_equal(iqdb_search(db, q, 10, &p, s->res[i], &s->nres[i], NULL), IQDB_OK);
+    }
 }
 
 static void assert_same(const snapshot *a, const snapshot *b, const char *op, long long n) {
@@ -77,6 +125,20 @@ static void assert_same(const snapshot *a, const snapshot *b, const char *op, lo
             (a->present[id] && (memcmp(a->vec[id], b->vec[id], sizeof a->vec[id]) ||
                                 strcmp(a->meta[id], b->meta[id])))) {
             print_error("%s N=%lld: record %d changed by a failed call\n", op, n, id);
+            fail();
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        if (a->nres[i] != b->nres[i] ||
+            memcmp(a->res[i], b->res[i], a->nres[i] * sizeof(iqdb_hit))) {
+            print_error("%s N=%lld: search %d answers differently after a failed call\n", op, n, i);
+            fail();
+        }
+    for (int i = 0; i < KEYS; i++) {
+        if (a->kpresent[i] != b->kpresent[i] ||
+            (a->kpresent[i] && (memcmp(a->kvec[i], b->kvec[i], sizeof a->kvec[i]) ||
+                                strcmp(a->kmeta[i], b->kmeta[i])))) {
+            print_error("%s N=%lld: keyed record %d changed by a failed call\n", op, n, i);
             fail();
         }
     }
@@ -102,6 +164,9 @@ static iqdb_meta *meta_of(uint64_t id, int version) {
 static iqdb *fresh_db(iqdb_metric metric) {
     iqdb_options o;
     iqdb_options_init(&o, DIM, metric);
+    o.index = KIND;
+    o.hnsw.m = 4;
+    o.hnsw.ef_construction = 16;
     o.allocator = AL;
     o.threads = 2;
     iqdb *db;
@@ -111,6 +176,14 @@ static iqdb *fresh_db(iqdb_metric metric) {
         vec_of(v, id, 0);
         iqdb_meta *m = id % 4 ? meta_of(id, 0) : NULL;
         assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
+        iqdb_meta_destroy(m);
+    }
+    for (int i = 0; i < 12; i++) { /* keyed records beside them */
+        uint8_t k[4];
+        size_t kl = key_of(i, k);
+        vec_of(v, 100 + (uint64_t)i, 0);
+        iqdb_meta *m = i % 3 ? meta_of((uint64_t)i, 0) : NULL;
+        assert_int_equal(iqdb_upsert_key(db, k, kl, v, m), IQDB_OK);
         iqdb_meta_destroy(m);
     }
     return db;
@@ -124,11 +197,13 @@ typedef struct op_def {
     int (*run)(iqdb **db);
     /* checks the effect after a success */
     void (*verify)(iqdb *db);
+    int read_only;
 } op_def;
 
 static int op_open(iqdb **db) {
     iqdb_options o;
     iqdb_options_init(&o, DIM, IQDB_METRIC_COSINE);
+    o.index = KIND;
     o.allocator = AL;
     o.threads = 3;
     return iqdb_open(NULL, &o, db);
@@ -180,12 +255,34 @@ static int op_upsert_batch(iqdb **db) {
 static void verify_upsert_batch(iqdb *db) {
     uint64_t n;
     iqdb_count(db, &n);
-    assert_int_equal(n, 40 + 7);
+    assert_int_equal(n, 40 + 12 + 7);
     float v[DIM], w[DIM];
     vec_of(v, 41, 3 + 6); /* the later duplicate */
     assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
     assert_memory_equal(v, w, sizeof v);
 }
+
+/* A batch of 300 (new ids and replacements): the HNSW parallel build. */
+static int op_upsert_batch_big(iqdb **db) {
+    enum { NB = 300 };
+    iqdb_id *ids = malloc(NB * sizeof *ids);
+    float *v = malloc(NB * DIM * sizeof(float));
+    for (int i = 0; i < NB; i++) {
+        ids[i] = (iqdb_id)(i < 20 ? i * 2 : 100 + i);
+        vec_of(v + i * DIM, ids[i], 4);
+    }
+    int rc = iqdb_upsert_batch(*db, NB, ids, v, NULL);
+    free(ids);
+    free(v);
+    return rc;
+}
+static void verify_upsert_batch_big(iqdb *db) {
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 40 + 12 + 280); /* 40 ids and 12 keyed records in the base */
+}
+
+static int op_optimize(iqdb **db) { return iqdb_optimize(*db); }
 
 static int op_delete(iqdb **db) {
     int existed;
@@ -209,6 +306,124 @@ static int op_get(iqdb **db) {
         assert_null(m);
     }
     iqdb_meta_destroy(m);
+    return rc;
+}
+
+/* ---- keyed twins ---- */
+
+static int op_upsert_key_new(iqdb **db) {
+    float v[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(50, k);
+    vec_of(v, 150, 1);
+    iqdb_meta *m = meta_of(50, 1);
+    int rc = iqdb_upsert_key(*db, k, kl, v, m);
+    iqdb_meta_destroy(m);
+    return rc;
+}
+static void verify_upsert_key_new(iqdb *db) {
+    float v[DIM], w[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(50, k);
+    vec_of(v, 150, 1);
+    assert_int_equal(iqdb_get_key(db, k, kl, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+static int op_upsert_key_replace(iqdb **db) {
+    float v[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(1, k);
+    vec_of(v, 101, 2);
+    iqdb_meta *m = meta_of(1, 1);
+    int rc = iqdb_upsert_key(*db, k, kl, v, m);
+    iqdb_meta_destroy(m);
+    return rc;
+}
+static void verify_upsert_key_replace(iqdb *db) {
+    float v[DIM], w[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(1, k);
+    vec_of(v, 101, 2);
+    assert_int_equal(iqdb_get_key(db, k, kl, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+    vec_of(v, 1, 0); /* the u64 id 1 is another record */
+    assert_int_equal(iqdb_get(db, 1, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+static int op_upsert_batch_key(iqdb **db) {
+    int which[6] = {20, 3, 21, 20, 22, 1};
+    uint8_t kb[6][4];
+    const void *keys[6];
+    size_t lens[6];
+    float v[6 * DIM];
+    iqdb_meta *ms[6];
+    for (int i = 0; i < 6; i++) {
+        lens[i] = key_of(which[i], kb[i]);
+        keys[i] = kb[i];
+        vec_of(v + i * DIM, 200 + (uint64_t)i, 3);
+        ms[i] = i % 2 ? meta_of((uint64_t)which[i], 1) : NULL;
+    }
+    int rc = iqdb_upsert_batch_key(*db, 6, keys, lens, v, (const iqdb_meta *const *)ms);
+    for (int i = 0; i < 6; i++) iqdb_meta_destroy(ms[i]);
+    return rc;
+}
+static void verify_upsert_batch_key(iqdb *db) {
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 40 + 12 + 3);
+    float v[DIM], w[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(20, k);
+    vec_of(v, 203, 3); /* the later duplicate */
+    assert_int_equal(iqdb_get_key(db, k, kl, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+static int op_delete_key(iqdb **db) {
+    int existed;
+    uint8_t k[4];
+    size_t kl = key_of(7, k);
+    int rc = iqdb_delete_key(*db, k, kl, &existed);
+    if (rc == IQDB_OK) assert_int_equal(existed, 1);
+    return rc;
+}
+static void verify_delete_key(iqdb *db) {
+    uint8_t k[4];
+    size_t kl = key_of(7, k);
+    assert_int_equal(iqdb_get_key(db, k, kl, NULL, NULL), IQDB_NOTFOUND);
+    assert_int_equal(iqdb_get(db, 7, NULL, NULL), IQDB_OK);
+}
+static int op_get_key(iqdb **db) {
+    iqdb_meta *m = NULL;
+    float v[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(5, k);
+    int rc = iqdb_get_key(*db, k, kl, v, &m);
+    if (rc == IQDB_OK) {
+        int64_t id;
+        assert_int_equal(iqdb_meta_get_int(m, "id", &id), IQDB_OK);
+        assert_int_equal(id, 5);
+    } else {
+        assert_null(m);
+    }
+    iqdb_meta_destroy(m);
+    return rc;
+}
+/* A search, then every keyed hit's key: resolving allocates nothing, so only the search fails. */
+static int op_hit_key(iqdb **db) {
+    float q[DIM];
+    vec_of(q, 104, 0);
+    iqdb_hit hits[52];
+    size_t n, keyed = 0;
+    int rc = iqdb_search(*db, q, 52, NULL, hits, &n, NULL);
+    for (size_t i = 0; rc == IQDB_OK && i < n; i++) {
+        if (!iqdb_hit_has_key(&hits[i])) continue;
+        uint8_t buf[IQDB_MAX_ID_KEY_LEN];
+        size_t len;
+        assert_int_equal(iqdb_hit_key(*db, &hits[i], buf, sizeof buf, &len), IQDB_OK);
+        assert_true(len == 1 || len == 4);
+        keyed++;
+    }
+    if (rc == IQDB_OK) assert_int_equal(keyed, 12);
     return rc;
 }
 
@@ -290,7 +505,7 @@ static void oom_loop(const op_def *op, int filtered_ref) {
             if (filtered_ref >= 0) reference_searches(filtered_ref);
             iqdb *db = op->run == op_open ? NULL : fresh_db(IQDB_METRIC_L2);
             snapshot before, after;
-            if (db) take_snapshot(db, &before);
+            if (db) take_snapshot(db, &before, !op->read_only);
             iqdbt_fail_after(&A, n, persistent);
             int rc = op->run(&db);
             int failed = atomic_load(&A.failed);
@@ -305,14 +520,18 @@ static void oom_loop(const op_def *op, int filtered_ref) {
                 if (op->run == op_open) {
                     assert_null(db);
                 } else {
-                    take_snapshot(db, &after);
+                    take_snapshot(db, &after, !op->read_only);
                     assert_same(&before, &after, op->name, n);
                 }
             } else if (op->verify) {
                 op->verify(db);
             }
             if (db) {
-                assert_int_equal(iqdb_check(db), IQDB_OK);
+                int crc = iqdb_check(db);
+                if (crc)
+                    print_error("%s N=%lld (rc %d): iqdb_check: %s\n", op->name, n, rc,
+                                iqdb_errmsg(db));
+                assert_int_equal(crc, IQDB_OK);
                 assert_int_equal(iqdb_close(db), IQDB_OK);
             }
             if (atomic_load(&A.live) != 0 || atomic_load(&A.bad_free)) {
@@ -329,59 +548,101 @@ static void oom_loop(const op_def *op, int filtered_ref) {
 
 static void test_oom_open(void **s) {
     (void)s;
-    op_def op = {"open", op_open, verify_open};
+    op_def op = {"open", op_open, verify_open, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_upsert_new(void **s) {
     (void)s;
-    op_def op = {"upsert new", op_upsert_new, verify_upsert_new};
+    op_def op = {"upsert new", op_upsert_new, verify_upsert_new, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_upsert_replace(void **s) {
     (void)s;
-    op_def op = {"upsert replace", op_upsert_replace, verify_upsert_replace};
+    op_def op = {"upsert replace", op_upsert_replace, verify_upsert_replace, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_upsert_batch(void **s) {
     (void)s;
-    op_def op = {"upsert_batch", op_upsert_batch, verify_upsert_batch};
+    op_def op = {"upsert_batch", op_upsert_batch, verify_upsert_batch, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_delete(void **s) {
     (void)s;
-    op_def op = {"delete", op_delete, verify_delete};
+    op_def op = {"delete", op_delete, verify_delete, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_get(void **s) {
     (void)s;
-    op_def op = {"get", op_get, NULL};
+    op_def op = {"get", op_get, NULL, 1};
     oom_loop(&op, -1);
 }
 static void test_oom_search(void **s) {
     (void)s;
-    op_def a = {"search", op_search, NULL};
+    op_def a = {"search", op_search, NULL, 1};
     oom_loop(&a, 0);
-    op_def b = {"search filtered", op_search_filtered, NULL};
+    op_def b = {"search filtered", op_search_filtered, NULL, 1};
     oom_loop(&b, 1);
 }
 static void test_oom_search_batch(void **s) {
     (void)s;
-    op_def a = {"search_batch", op_search_batch, NULL};
+    op_def a = {"search_batch", op_search_batch, NULL, 1};
     oom_loop(&a, 0);
-    op_def b = {"search_batch filtered", op_search_batch_filtered, NULL};
+    op_def b = {"search_batch filtered", op_search_batch_filtered, NULL, 1};
     oom_loop(&b, 1);
+}
+static void test_oom_keys(void **s) {
+    (void)s;
+    op_def ops[] = {{"upsert_key new", op_upsert_key_new, verify_upsert_key_new, 0},
+                    {"upsert_key replace", op_upsert_key_replace, verify_upsert_key_replace, 0},
+                    {"upsert_batch_key", op_upsert_batch_key, verify_upsert_batch_key, 0},
+                    {"delete_key", op_delete_key, verify_delete_key, 0},
+                    {"get_key", op_get_key, NULL, 1},
+                    {"search + hit_key", op_hit_key, NULL, 1}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
 }
 static void test_oom_check_stats_count(void **s) {
     (void)s;
-    op_def a = {"check", op_check, NULL};
+    op_def a = {"check", op_check, NULL, 1};
     oom_loop(&a, -1);
-    op_def b = {"stats", op_stats, NULL};
+    op_def b = {"stats", op_stats, NULL, 1};
     oom_loop(&b, -1);
-    op_def c = {"count", op_count, NULL};
+    op_def c = {"count", op_count, NULL, 1};
     oom_loop(&c, -1);
 }
 
 /* Free-standing objects: metadata and filters built through the failing allocator. */
+/* The same loops on an HNSW database. */
+static void test_oom_hnsw_writes(void **s) {
+    (void)s;
+    KIND = IQDB_INDEX_HNSW;
+    const op_def ops[] = {
+        {"hnsw open", op_open, verify_open, 0},
+        {"hnsw upsert new", op_upsert_new, verify_upsert_new, 0},
+        {"hnsw upsert replace", op_upsert_replace, verify_upsert_replace, 0},
+        {"hnsw upsert_batch", op_upsert_batch, verify_upsert_batch, 0},
+        {"hnsw upsert_batch 300", op_upsert_batch_big, verify_upsert_batch_big, 0},
+        {"hnsw delete (repair)", op_delete, verify_delete, 0},
+        {"hnsw optimize", op_optimize, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
+    KIND = IQDB_INDEX_FLAT;
+}
+static void test_oom_hnsw_reads(void **s) {
+    (void)s;
+    KIND = IQDB_INDEX_HNSW;
+    op_def a = {"hnsw search", op_search, NULL, 1};
+    oom_loop(&a, 0);
+    op_def b = {"hnsw search filtered", op_search_filtered, NULL, 1};
+    oom_loop(&b, 1);
+    op_def c = {"hnsw search_batch", op_search_batch, NULL, 1};
+    oom_loop(&c, 0);
+    op_def d = {"hnsw search_batch filtered", op_search_batch_filtered, NULL, 1};
+    oom_loop(&d, 1);
+    op_def e = {"hnsw check", op_check, NULL, 1};
+    oom_loop(&e, -1);
+    KIND = IQDB_INDEX_FLAT;
+}
+
 static void test_oom_meta_and_filters(void **s) {
     (void)s;
     for (int persistent = 0; persistent <= 1; persistent++) {
@@ -440,12 +701,39 @@ static iqdb_options durable_opts(iqdb_compression c) {
     iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
     o.allocator = AL;
     o.threads = 1;
+    o.index = KIND;
     o.compression = iqdb_compression_available(c) ? c : IQDB_COMPRESS_NONE;
     return o;
 }
 
 /* A database on disk with a snapshot of ids 0..19 and WAL records for ids 20..29. */
+static void durable_build(iqdb_compression c);
+
+/* The base files are deterministic: each codec's are built once (about 40 fsynced writes) and
+ * copied back for every iteration of a loop. */
+static int base_built = -1;
 static void durable_base(iqdb_compression c) {
+    char from[1400], to[1400];
+    if (base_built != (int)c) {
+        durable_build(c);
+        snprintf(to, sizeof to, "%s.base", dpath);
+        assert_int_equal(iqdbt_cp(dpath, to), 0);
+        snprintf(from, sizeof from, "%s.wal", dpath);
+        snprintf(to, sizeof to, "%s.base.wal", dpath);
+        assert_int_equal(iqdbt_cp(from, to), 0);
+        base_built = (int)c;
+        return;
+    }
+    snprintf(to, sizeof to, "%s.tmp", dpath);
+    assert_int_equal(iqdbt_rm(to), 0);
+    snprintf(from, sizeof from, "%s.base", dpath);
+    assert_int_equal(iqdbt_cp(from, dpath), 0);
+    snprintf(from, sizeof from, "%s.base.wal", dpath);
+    snprintf(to, sizeof to, "%s.wal", dpath);
+    assert_int_equal(iqdbt_cp(from, to), 0);
+}
+
+static void durable_build(iqdb_compression c) {
     char p2[1400];
     assert_int_equal(iqdbt_rm(dpath), 0);
     snprintf(p2, sizeof p2, "%s.wal", dpath);
@@ -463,6 +751,24 @@ static void durable_base(iqdb_compression c) {
         iqdb_meta *m = id % 4 ? meta_of(id, 0) : NULL;
         assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
         iqdb_meta_destroy(m);
+        if (id == 9 || id == 29) { /* keyed records, one batch each: 0..4 before the */
+            uint8_t kb[5][4];      /* checkpoint, 5..9 in the WAL, and a keyed delete in */
+            const void *keys[5];   /* the WAL: 39 records */
+            size_t lens[5];
+            float kv[5 * DIM];
+            for (int i = 0; i < 5; i++) {
+                int which = (id == 9 ? 0 : 5) + i;
+                lens[i] = key_of(which, kb[i]);
+                keys[i] = kb[i];
+                vec_of(kv + i * DIM, 100 + (uint64_t)which, 0);
+            }
+            assert_int_equal(iqdb_upsert_batch_key(db, 5, keys, lens, kv, NULL), IQDB_OK);
+        }
+    }
+    {
+        uint8_t k[4];
+        size_t kl = key_of(8, k);
+        assert_int_equal(iqdb_delete_key(db, k, kl, NULL), IQDB_OK);
     }
     /* leave the WAL records in place: copy the files before close checkpoints them */
     char s_copy[1400], w_copy[1400], wal[1400];
@@ -476,7 +782,7 @@ static void durable_base(iqdb_compression c) {
     assert_int_equal(iqdbt_mv(w_copy, wal), 0);
 }
 
-enum { D_CREATE, D_RECOVER, D_UPSERT, D_CHECKPOINT, D_CLOSE };
+enum { D_CREATE, D_RECOVER, D_UPSERT, D_UPSERT_KEY, D_CHECKPOINT, D_CLOSE };
 
 static void durable_loop(int which, iqdb_compression c, const char *name) {
     for (int persistent = 0; persistent <= 1; persistent++) {
@@ -495,7 +801,7 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
             snapshot before;
             if (which >= D_UPSERT) {
                 assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
-                take_snapshot(db, &before);
+                take_snapshot(db, &before, 1);
             }
             iqdbt_fail_after(&A, n, persistent);
             int rc;
@@ -510,6 +816,14 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
                 iqdb_meta_destroy(m);
                 break;
             }
+            case D_UPSERT_KEY: {
+                uint8_t k[4];
+                size_t kl = key_of(50, k);
+                iqdb_meta *m = meta_of(50, 1);
+                rc = iqdb_upsert_key(db, k, kl, v, m);
+                iqdb_meta_destroy(m);
+                break;
+            }
             case D_CHECKPOINT: rc = iqdb_checkpoint(db); break;
             default: rc = iqdb_close(db); db = NULL;
             }
@@ -519,9 +833,9 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
                 print_error("%s N=%lld: returned %d (%s)\n", name, n, rc, iqdb_errmsg(db));
                 fail();
             }
-            if (rc != IQDB_OK && which == D_UPSERT) {
+            if (rc != IQDB_OK && (which == D_UPSERT || which == D_UPSERT_KEY)) {
                 snapshot after;
-                take_snapshot(db, &after);
+                take_snapshot(db, &after, 1);
                 assert_same(&before, &after, name, n);
             }
             if (db) {
@@ -536,8 +850,8 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
             assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
             uint64_t count;
             iqdb_count(db, &count);
-            uint64_t want = which == D_CREATE ? 0 : 30;
-            if (which == D_UPSERT && rc == IQDB_OK) want = 31;
+            uint64_t want = which == D_CREATE ? 0 : 39;
+            if ((which == D_UPSERT || which == D_UPSERT_KEY) && rc == IQDB_OK) want = 40;
             assert_int_equal(count, want);
             assert_int_equal(iqdb_check(db), IQDB_OK);
             assert_int_equal(iqdb_close(db), IQDB_OK);
@@ -558,8 +872,20 @@ static void test_oom_durable(void **s) {
     durable_loop(D_RECOVER, IQDB_COMPRESS_ZSTD, "durable open (zstd)");
     durable_loop(D_RECOVER, IQDB_COMPRESS_LZ4, "durable open (lz4)");
     durable_loop(D_UPSERT, IQDB_COMPRESS_NONE, "durable upsert");
+    durable_loop(D_UPSERT_KEY, IQDB_COMPRESS_NONE, "durable upsert_key");
     durable_loop(D_CHECKPOINT, IQDB_COMPRESS_ZSTD, "durable checkpoint (zstd)");
     durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close");
+    /* an HNSW database: loading the graph, replaying into it, logging an insert into it, and
+     * writing it at close (the searches compared after a failed upsert use a small ef, so the
+     * graph itself must be unchanged) */
+    const char *level = getenv("IQDB_SIMD"); /* once, not at every kernel level */
+    if (!level || !strcmp(level, "scalar")) {
+        KIND = IQDB_INDEX_HNSW;
+        durable_loop(D_RECOVER, IQDB_COMPRESS_NONE, "durable open (HNSW)");
+        durable_loop(D_UPSERT, IQDB_COMPRESS_NONE, "durable upsert (HNSW)");
+        durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close (HNSW)");
+        KIND = IQDB_INDEX_FLAT;
+    }
     assert_int_equal(iqdbt_rmtree(ddir), 0);
 }
 
@@ -581,7 +907,10 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_get, setup),
         cmocka_unit_test_setup(test_oom_search, setup),
         cmocka_unit_test_setup(test_oom_search_batch, setup),
+        cmocka_unit_test_setup(test_oom_keys, setup),
         cmocka_unit_test_setup(test_oom_check_stats_count, setup),
+        cmocka_unit_test_setup(test_oom_hnsw_writes, setup),
+        cmocka_unit_test_setup(test_oom_hnsw_reads, setup),
         cmocka_unit_test_setup(test_oom_meta_and_filters, setup),
         cmocka_unit_test_setup(test_oom_durable, setup),
     };
