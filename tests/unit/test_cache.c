@@ -612,6 +612,60 @@ static void test_cache_bulk_write(void **state) {
     iqdb_close(db);
 }
 
+/* HNSW results are approximate: any write evicts them (even a far one); keyed records are
+ * invalidated by the version their hits name. */
+static void test_cache_hnsw_and_keys(void **state) {
+    (void)state;
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
+    o.index = IQDB_INDEX_HNSW;
+    o.cache_entries = 16;
+    o.threads = 1;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    float v[DIM];
+    for (int i = 0; i < 200; i++) {
+        vec_at(v, (float)i);
+        assert_int_equal(iqdb_upsert(db, (iqdb_id)i, v, NULL), IQDB_OK);
+    }
+    iqdb_hit h1[5], h2[5];
+    size_t n1, n2;
+    vec_at(v, 10.2f);
+    assert_int_equal(search(db, v, 5, NULL, h1, &n1), 0);
+    assert_int_equal(search(db, v, 5, NULL, h2, &n2), 1);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(h1, h2, n1 * sizeof *h1);
+    float far[DIM];
+    vec_at(far, 90000);
+    assert_int_equal(iqdb_upsert(db, 5000, far, NULL), IQDB_OK);
+    assert_int_equal(stats(db).cache_invalidations, 1); /* approximate: evicted anyway */
+    assert_int_equal(search(db, v, 5, NULL, h2, &n2), 0);
+    assert_memory_equal(h1, h2, n1 * sizeof *h1);
+    iqdb_close(db);
+
+    /* keyed records on the flat index */
+    db = open_db(IQDB_METRIC_L2, 16, 0, 0, 0);
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        vec_at(v, (float)i);
+        assert_int_equal(iqdb_upsert_key(db, key, strlen(key), v, NULL), IQDB_OK);
+    }
+    vec_at(v, 3.1f);
+    search(db, v, 2, NULL, h1, &n1); /* k3, k4 */
+    assert_int_equal(search(db, v, 2, NULL, h1, &n1), 1);
+    vec_at(far, 70000);
+    assert_int_equal(iqdb_upsert_key(db, "k15", 3, far, NULL), IQDB_OK); /* not in the result */
+    assert_int_equal(stats(db).cache_invalidations, 0);
+    assert_int_equal(iqdb_upsert_key(db, "k4", 2, far, NULL), IQDB_OK); /* in it */
+    assert_int_equal(stats(db).cache_invalidations, 1);
+    search(db, v, 2, NULL, h1, &n1);
+    assert_int_equal(search(db, v, 2, NULL, h1, &n1), 1);
+    assert_int_equal(iqdb_delete_key(db, "k3", 2, NULL), IQDB_OK);
+    assert_int_equal(stats(db).cache_invalidations, 2);
+    iqdb_close(db);
+}
+
 int main(void) {
     iqdbt_simd_gate();
     const struct CMUnitTest tests[] = {
@@ -627,6 +681,7 @@ int main(void) {
         cmocka_unit_test(test_cache_options_and_stats),
         cmocka_unit_test(test_cache_oom),
         cmocka_unit_test(test_cache_bulk_write),
+        cmocka_unit_test(test_cache_hnsw_and_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
