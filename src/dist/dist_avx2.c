@@ -42,6 +42,30 @@ static inline V STEP_HAM(V acc, V q, V x) {
 #define QB 4
 #define RB 2
 #define ISA avx2
+#define GATHER_PASSES 2 /* 16 YMM: 4 rows x 2 accumulators per pass */
 #include "dist/dist_impl.h"
+
+/* ---- quantized codes ---- */
+#define V_LOADB(p) _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+static inline __m256 V_LOADBT(const uint8_t *p, size_t r) {
+    uint8_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = 0; i < r; i++) t[i] = p[i];
+    return V_LOADB(t);
+}
+static inline V QSTEP_L2(V acc, V a, V s, V c) {
+    V t = _mm256_fnmadd_ps(s, c, a); /* a - s*c */
+    return _mm256_fmadd_ps(t, t, acc);
+}
+static inline V QSTEP_DOT(V acc, V a, V s, V c) {
+    (void)s;
+    return _mm256_fmadd_ps(a, c, acc);
+}
+static inline V QSTEP_L1(V acc, V a, V s, V c) {
+    V t = _mm256_fnmadd_ps(s, c, a);
+    return _mm256_add_ps(acc, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), t));
+}
+#include "dist/popcnt_avx2.h"
+/* (after the popcount it uses) */
+#include "dist/dist_quant_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_AVX2, iqdb__kernels_avx2)

@@ -112,4 +112,32 @@ static inline __m256 S8_ham(__m256 acc, __m256 q, __m256 x) {
 #define ISA avx512
 #include "dist/dist_impl.h"
 
+/* ---- quantized codes ---- */
+#define V_LOADB(p) _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define V_LOADBT(p, r) \
+    _mm512_cvtepi32_ps(_mm512_maskz_cvtepu8_epi32((__mmask16)((1u << (r)) - 1u), ld_bytes(p, r)))
+static inline __m128i ld_bytes(const uint8_t *p, size_t r) { /* r < 16 bytes, the rest zero */
+    uint8_t t[16] = {0};
+    for (size_t i = 0; i < r; i++) t[i] = p[i];
+    return _mm_loadu_si128((const __m128i *)t);
+}
+static inline V QSTEP_L2(V acc, V a, V s, V c) {
+    V t = _mm512_fnmadd_ps(s, c, a);
+    return _mm512_fmadd_ps(t, t, acc);
+}
+static inline V QSTEP_DOT(V acc, V a, V s, V c) {
+    (void)s;
+    return _mm512_fmadd_ps(a, c, acc);
+}
+static inline V QSTEP_L1(V acc, V a, V s, V c) {
+    __m512i t = _mm512_castps_si512(_mm512_fnmadd_ps(s, c, a));
+    return _mm512_add_ps(acc,
+                         _mm512_castsi512_ps(_mm512_and_epi32(t, _mm512_set1_epi32(0x7fffffff))));
+}
+/* The popcount uses 256-bit AVX2 instructions: VPOPCNTQ needs AVX512_VPOPCNTDQ, which this
+ * level does not require. */
+#include "dist/popcnt_avx2.h"
+/* (after the popcount it uses) */
+#include "dist/dist_quant_impl.h"
+
 IQDB_KERNEL_TABLE(IQDB_SIMD_AVX512, iqdb__kernels_avx512)

@@ -37,4 +37,39 @@ static inline V STEP_HAM(V acc, V q, V x) {
 #define ISA neon
 #include "dist/dist_impl.h"
 
+/* ---- quantized codes ---- */
+static inline V V_LOADB(const uint8_t *p) {
+    uint8_t t[8] = {p[0], p[1], p[2], p[3], 0, 0, 0, 0};
+    uint16x8_t h = vmovl_u8(vld1_u8(t));
+    return vcvtq_f32_u32(vmovl_u16(vget_low_u16(h)));
+}
+static inline V V_LOADBT(const uint8_t *p, size_t r) {
+    uint8_t t[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < r; i++) t[i] = p[i];
+    return V_LOADB(t);
+}
+static inline V QSTEP_L2(V acc, V a, V s, V c) {
+    V t = vfmsq_f32(a, s, c); /* a - s*c */
+    return vfmaq_f32(acc, t, t);
+}
+static inline V QSTEP_DOT(V acc, V a, V s, V c) {
+    (void)s;
+    return vfmaq_f32(acc, a, c);
+}
+static inline V QSTEP_L1(V acc, V a, V s, V c) {
+    return vaddq_f32(acc, vabsq_f32(vfmsq_f32(a, s, c)));
+}
+static inline uint32_t IQDB_POPCNT_XOR(const uint64_t *a, const uint64_t *b, size_t words) {
+    uint32_t n = 0;
+    size_t i = 0;
+    for (; i + 2 <= words; i += 2) {
+        uint8x16_t x = veorq_u8(vreinterpretq_u8_u64(vld1q_u64(a + i)),
+                                vreinterpretq_u8_u64(vld1q_u64(b + i)));
+        n += vaddvq_u8(vcntq_u8(x));
+    }
+    if (i < words) n += (uint32_t)vaddv_u8(vcnt_u8(vcreate_u8(a[i] ^ b[i])));
+    return n;
+}
+#include "dist/dist_quant_impl.h"
+
 IQDB_KERNEL_TABLE(IQDB_SIMD_NEON, iqdb__kernels_neon)

@@ -61,6 +61,44 @@ static inline V STEP_HAM(V acc, V q, V x) {
 #define QB 2
 #define RB 2
 #define ISA scalar
+#define GATHER_PASSES 2
 #include "dist/dist_impl.h"
+
+/* ---- quantized codes ---- */
+static inline V V_LOADB(const uint8_t *p) {
+    V r;
+    for (int l = 0; l < W; l++) r.v[l] = (float)p[l];
+    return r;
+}
+static inline V V_LOADBT(const uint8_t *p, size_t n) {
+    V r = V_ZERO();
+    for (size_t l = 0; l < n; l++) r.v[l] = (float)p[l];
+    return r;
+}
+static inline V QSTEP_L2(V acc, V a, V s, V c) {
+    for (int l = 0; l < W; l++) {
+        float t = a.v[l] - s.v[l] * c.v[l];
+        acc.v[l] += t * t;
+    }
+    return acc;
+}
+static inline V QSTEP_DOT(V acc, V a, V s, V c) {
+    (void)s;
+    for (int l = 0; l < W; l++) acc.v[l] += a.v[l] * c.v[l];
+    return acc;
+}
+static inline V QSTEP_L1(V acc, V a, V s, V c) {
+    for (int l = 0; l < W; l++) {
+        float t = a.v[l] - s.v[l] * c.v[l];
+        acc.v[l] += t < 0 ? -t : t;
+    }
+    return acc;
+}
+static inline uint32_t IQDB_POPCNT_XOR(const uint64_t *a, const uint64_t *b, size_t words) {
+    uint32_t n = 0;
+    for (size_t i = 0; i < words; i++) n += iqdb__popcount64(a[i] ^ b[i]);
+    return n;
+}
+#include "dist/dist_quant_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_SCALAR, iqdb__kernels_scalar)
