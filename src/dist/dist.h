@@ -49,6 +49,22 @@ typedef void (*iqdb__tile_fn)(const float *const *qs, size_t nq, const float *co
  * rows agree bit for bit; across levels SQ8 agrees within rounding and binary exactly. */
 enum { IQDB__SQ8_L2SQ = 0, IQDB__SQ8_DOT = 1, IQDB__SQ8_L1 = 2, IQDB__N_SQ8 = 3 };
 
+/* Columns: one short vector r (w floats) against ks centroids stored transposed (t holds w rows
+ * of ks floats: row j is component j of every centroid), out[c] for every c < ks:
+ *   COL_L2SQ  sum (r_j - t_jc)^2    COL_L1  sum |r_j - t_jc|
+ *   COL_HAM   count of r_j != t_jc  COL_NDOT  -sum r_j t_jc
+ * (PQ encoding and query tables, k-means in small subspaces). Vectorised across centroids, with
+ * separate multiply and add (never fused) and each c summed over j in order: every level gives
+ * bit-identical results, so codes computed with them do not depend on the SIMD level. */
+enum {
+    IQDB__COL_L2SQ = 0,
+    IQDB__COL_L1 = 1,
+    IQDB__COL_HAM = 2,
+    IQDB__COL_NDOT = 3,
+    IQDB__N_COL = 4
+};
+typedef void (*iqdb__cols_fn)(const float *r, size_t w, const float *t, size_t ks, float *out);
+
 typedef float (*iqdb__sq8_fn)(const float *a, const float *s, const uint8_t *c, size_t d);
 typedef void (*iqdb__sq8_rows_fn)(const float *a, const float *s, const uint8_t *codes, size_t n,
                                   size_t stride, size_t d, float *out);
@@ -67,6 +83,8 @@ typedef struct iqdb__kernels {
     iqdb__sq8_rows_fn sq8_rows[IQDB__N_SQ8];
     iqdb__bits_fn bits_pair;
     iqdb__bits_rows_fn bits_rows;
+    iqdb__cols_fn cols[IQDB__N_COL];
+    uint32_t (*argmin)(const float *v, size_t n); /* first smallest of n >= 1 floats */
 } iqdb__kernels;
 
 /* Portable popcount (SWAR), for the baseline x86-64 target, which has no POPCNT instruction,

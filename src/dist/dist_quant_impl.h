@@ -10,6 +10,9 @@
  *   QSTEP_DOT(acc, a, s, c)  acc + a*c (s unused)
  *   QSTEP_L1(acc, a, s, c)   acc + |a - s*c|
  *   IQDB_POPCNT_XOR(a, b, words)  popcount(a ^ b) over `words` 64-bit words, as uint32_t
+ *   V_SET1(f), V_STORE(p, v)      broadcast; store W floats (unaligned)
+ *   CSTEP_L2 / _L1 / _HAM / _NDOT(acc, r, x)   the column steps of dist.h, unfused
+ *   ARGMIN_BLOCK(v, n, i, best, at)   see iqdb__argmin below (may do nothing)
  *
  * SQ8 codes (src/index/quant.c): a vector x is stored as bytes c with x_i ~ lo_i + s_i c_i. The
  * query side is prepared once per query, so each kernel streams one code and two (or one)
@@ -89,8 +92,68 @@ void IQDB_BNAME(_rows)(const uint64_t *q, const uint64_t *codes, size_t n, size_
     for (size_t i = 0; i < n; i++) out[i] = IQDB_POPCNT_XOR(q, codes + i * words, words);
 }
 
+/* ---- columns (see dist.h): CSTEP_* are lane-wise, never fused; the tail (ks % W centroids)
+ * runs the same operations in scalar C (ISO C mode: no contraction). ---- */
+#define IQDB_CNAME(op) IQDB_CAT(IQDB_CAT(iqdb__cols_, op), IQDB_CAT(_, ISA))
+#define IQDB_DEFINE_COLS(op, CSTEP, SCALAR)                                                        \
+    void IQDB_CNAME(op)(const float *r, size_t w, const float *t, size_t ks, float *out) {         \
+        size_t c = 0;                                                                              \
+        for (; c + 4 * W <= ks; c += 4 * W) { /* four independent chains hide the latency */       \
+            V a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();                          \
+            for (size_t j = 0; j < w; j++) {                                                       \
+                const float *row = t + j * ks + c;                                                 \
+                V rv = V_SET1(r[j]);                                                               \
+                a0 = CSTEP(a0, rv, V_LOAD(row));                                                   \
+                a1 = CSTEP(a1, rv, V_LOAD(row + W));                                               \
+                a2 = CSTEP(a2, rv, V_LOAD(row + 2 * W));                                           \
+                a3 = CSTEP(a3, rv, V_LOAD(row + 3 * W));                                           \
+            }                                                                                      \
+            V_STORE(out + c, a0);                                                                  \
+            V_STORE(out + c + W, a1);                                                              \
+            V_STORE(out + c + 2 * W, a2);                                                          \
+            V_STORE(out + c + 3 * W, a3);                                                          \
+        }                                                                                          \
+        for (; c + W <= ks; c += W) {                                                              \
+            V acc = V_ZERO();                                                                      \
+            for (size_t j = 0; j < w; j++) acc = CSTEP(acc, V_SET1(r[j]), V_LOAD(t + j * ks + c)); \
+            V_STORE(out + c, acc);                                                                 \
+        }                                                                                          \
+        for (; c < ks; c++) {                                                                      \
+            float acc = 0.0f;                                                                      \
+            for (size_t j = 0; j < w; j++) {                                                       \
+                float x = t[j * ks + c];                                                           \
+                SCALAR;                                                                            \
+            }                                                                                      \
+            out[c] = acc;                                                                          \
+        }                                                                                          \
+    }
+
+IQDB_DEFINE_COLS(l2sq, CSTEP_L2, float e = r[j] - x; float e2 = e * e; acc = acc + e2)
+IQDB_DEFINE_COLS(l1, CSTEP_L1, float e = r[j] - x; acc = acc + (e < 0.0f ? -e : e))
+IQDB_DEFINE_COLS(ham, CSTEP_HAM, acc = acc + (r[j] != x ? 1.0f : 0.0f))
+IQDB_DEFINE_COLS(ndot, CSTEP_NDOT, float p = r[j] * x; acc = acc - p)
+
+/* argmin(v, n): the index of the first smallest of n floats (n >= 1, none NaN). ARGMIN_BLOCK
+ * (from the ISA file) scans whole vectors keeping, per lane, the first minimum and its index,
+ * then reduces the lanes by (value, index) into best / at and leaves i at the first element it
+ * did not see; the rest is scanned in order. */
+uint32_t IQDB_CAT(iqdb__argmin_, ISA)(const float *v, size_t n) {
+    size_t i = 1;
+    float best = v[0];
+    uint32_t at = 0;
+    ARGMIN_BLOCK(v, n, i, best, at);
+    for (; i < n; i++)
+        if (v[i] < best) {
+            best = v[i];
+            at = (uint32_t)i;
+        }
+    return at;
+}
+
 /* The entries of iqdb__kernels that this template provides, in declaration order. */
 #define IQDB_QUANT_TABLE_ENTRIES                                                  \
     {IQDB_QNAME(l2sq, _pair), IQDB_QNAME(dot, _pair), IQDB_QNAME(l1, _pair)},     \
         {IQDB_QNAME(l2sq, _rows), IQDB_QNAME(dot, _rows), IQDB_QNAME(l1, _rows)}, \
-        IQDB_BNAME(_pair), IQDB_BNAME(_rows)
+        IQDB_BNAME(_pair), IQDB_BNAME(_rows),                                     \
+        {IQDB_CNAME(l2sq), IQDB_CNAME(l1), IQDB_CNAME(ham), IQDB_CNAME(ndot)},    \
+        IQDB_CAT(iqdb__argmin_, ISA)

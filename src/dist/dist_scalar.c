@@ -94,11 +94,42 @@ static inline V QSTEP_L1(V acc, V a, V s, V c) {
     }
     return acc;
 }
+static inline V V_SET1(float f) {
+    V r;
+    for (int l = 0; l < W; l++) r.v[l] = f;
+    return r;
+}
+static inline void V_STORE(float *p, V a) {
+    for (int l = 0; l < W; l++) p[l] = a.v[l];
+}
+static inline V CSTEP_L2(V acc, V r, V x) {
+    for (int l = 0; l < W; l++) {
+        float e = r.v[l] - x.v[l];
+        acc.v[l] += e * e;
+    }
+    return acc;
+}
+static inline V CSTEP_L1(V acc, V r, V x) {
+    for (int l = 0; l < W; l++) {
+        float e = r.v[l] - x.v[l];
+        acc.v[l] += e < 0.0f ? -e : e;
+    }
+    return acc;
+}
+static inline V CSTEP_HAM(V acc, V r, V x) {
+    for (int l = 0; l < W; l++) acc.v[l] += r.v[l] != x.v[l] ? 1.0f : 0.0f;
+    return acc;
+}
+static inline V CSTEP_NDOT(V acc, V r, V x) {
+    for (int l = 0; l < W; l++) acc.v[l] -= r.v[l] * x.v[l];
+    return acc;
+}
 static inline uint32_t IQDB_POPCNT_XOR(const uint64_t *a, const uint64_t *b, size_t words) {
     uint32_t n = 0;
     for (size_t i = 0; i < words; i++) n += iqdb__popcount64(a[i] ^ b[i]);
     return n;
 }
+#define ARGMIN_BLOCK(v, n, i, best, at) ((void)0) /* the plain loop */
 #include "dist/dist_quant_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_SCALAR, iqdb__kernels_scalar)

@@ -4,8 +4,9 @@
  * For every SIMD level this machine runs: each op agrees with the scalar reference within a
  * relative tolerance for every dim 1..300, 768 and 1536, at unaligned starting offsets; the
  * scalar reference agrees with a double-precision computation; and within a level the pair,
- * rows, tile and gather shapes agree bit for bit (the property batch search relies on). The same for the
- * quantized-code kernels: SQ8 within tolerance of scalar and double, binary popcounts exactly.
+ * rows, tile and gather shapes agree bit for bit (the property batch search relies on). The same
+ * for the quantized-code kernels: SQ8 within tolerance of scalar and double, binary popcounts
+ * exactly.
  */
 #include "../common/testutil.h"
 #include "dist/dist.h"
@@ -303,6 +304,78 @@ static void test_dist_bits_exact(void **state) {
     }
 }
 
+/* Columns: every level equals the scalar reference bit for bit (unfused arithmetic, each
+ * centroid summed in order), and scalar is within rounding of double, for ks = 1..300 centroids
+ * (tails of every length) and w = 1..17 components. */
+static void test_dist_cols_exact(void **state) {
+    (void)state;
+    static const char *const names[] = {"l2sq", "l1", "ham", "ndot"};
+    const iqdb__kernels *sc = iqdb__kernels_get(IQDB_SIMD_SCALAR);
+    float r[17], *t = malloc(17 * 300 * sizeof(float)), out[300], ref_out[300];
+    iqdbt_rng g = {321};
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        for (size_t w = 1; w <= 17; w += 4)
+            for (size_t ks = 1; ks <= 300; ks += (ks < 40 ? 1 : 37)) {
+                iqdbt_fill(&g, r, w, -2, 2);
+                iqdbt_fill(&g, t, w * ks, -2, 2);
+                for (size_t i = 0; i < w * ks; i += 3) t[i] = r[(i / ks) % w]; /* equal parts */
+                for (int op = 0; op < IQDB__N_COL; op++) {
+                    k->cols[op](r, w, t, ks, out);
+                    sc->cols[op](r, w, t, ks, ref_out);
+                    for (size_t c = 0; c < ks; c++) {
+                        double want = 0, mag = 0;
+                        for (size_t j = 0; j < w; j++) {
+                            double e = (double)r[j] - t[j * ks + c], v;
+                            v = op == IQDB__COL_L2SQ  ? e * e
+                                : op == IQDB__COL_L1  ? fabs(e)
+                                : op == IQDB__COL_HAM ? (r[j] != t[j * ks + c])
+                                                      : -(double)r[j] * t[j * ks + c];
+                            want += v;
+                            mag += fabs(v);
+                        }
+                        if (memcmp(&out[c], &ref_out[c], sizeof(float)) ||
+                            fabs(ref_out[c] - want) > 1e-5 * mag + 1e-30) {
+                            print_error("level %s cols %s w %zu ks %zu c %zu: %.9g scalar %.9g "
+                                        "double %.9g\n",
+                                        iqdb_simd_name(levels[li]), names[op], w, ks, c, out[c],
+                                        ref_out[c], want);
+                            fail();
+                        }
+                    }
+                }
+            }
+    }
+    free(t);
+}
+
+/* argmin: the first smallest value's index at every level, for n = 1..300, with repeated minima
+ * and +inf values. */
+static void test_dist_argmin(void **state) {
+    (void)state;
+    float v[300];
+    iqdbt_rng g = {55};
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        for (size_t n = 1; n <= 300; n++)
+            for (int trial = 0; trial < 4; trial++) {
+                for (size_t i = 0; i < n; i++)
+                    v[i] = trial == 3 ? INFINITY : (float)(iqdbt_next(&g) % (trial ? 5 : 1000));
+                size_t want = 0;
+                for (size_t i = 1; i < n; i++)
+                    if (v[i] < v[want]) want = i;
+                uint32_t got = k->argmin(v, n);
+                if (got != want) {
+                    print_error("level %s n %zu trial %d: argmin %u, want %zu\n",
+                                iqdb_simd_name(levels[li]), n, trial, got, want);
+                    fail();
+                }
+            }
+    }
+}
+
 /* AUTO resolves to the best level; forcing an unknown level is refused. */
 static void test_dist_dispatch(void **state) {
     (void)state;
@@ -329,6 +402,8 @@ int main(void) {
         cmocka_unit_test(test_dist_sq8_levels),
         cmocka_unit_test(test_dist_sq8_edges),
         cmocka_unit_test(test_dist_bits_exact),
+        cmocka_unit_test(test_dist_cols_exact),
+        cmocka_unit_test(test_dist_argmin),
         cmocka_unit_test(test_dist_dispatch),
     };
     return cmocka_run_group_tests_name("dist", tests, NULL, NULL);
