@@ -185,8 +185,25 @@ typedef enum iqdb_index_kind {
     IQDB_INDEX_DEFAULT = 0, /**< FLAT */
     IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
     IQDB_INDEX_HNSW = 2,    /**< graph index (not yet available: IQDB_UNSUPPORTED) */
-    IQDB_INDEX_IVF = 3      /**< inverted lists (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_IVF = 3      /**< inverted lists: rows are partitioned around trained centroids and
+                                 a search scans the lists nearest to the query (approximate) */
 } iqdb_index_kind;
+
+/**
+ * Vector quantization: compact codes kept beside the full-precision rows. A search scans codes
+ * to build a shortlist of k * oversample candidates, then re-ranks the shortlist against the
+ * full-precision rows, so reported distances are always exact; recall depends on the
+ * oversample factor. Codes are trained with the index (see the IVF notes in iqdb_options).
+ * Memory: the codes are added to the rows (the full-precision vectors stay in memory for
+ * re-ranking and iqdb_get); iqdb_stats reports each component.
+ */
+typedef enum iqdb_quant {
+    IQDB_QUANT_NONE = 0,   /**< no codes: full-precision scans */
+    IQDB_QUANT_SQ8 = 1,    /**< 8-bit scalar quantization: 1 byte per dimension */
+    IQDB_QUANT_BINARY = 2, /**< 1 bit per dimension (rounded up to 64-bit words) */
+    IQDB_QUANT_PQ = 3      /**< product quantization: quant.pq_m bytes per vector; with IVF it
+                                codes the residual from the list centroid */
+} iqdb_quant;
 
 /** SIMD levels for the distance kernels. */
 typedef enum iqdb_simd {
@@ -239,6 +256,7 @@ typedef struct iqdb_allocator {
 #define IQDB_MAX_STRING_LEN (1u << 20) /**< longest metadata string value, in bytes */
 #define IQDB_MAX_FILTER_DEPTH 64u      /**< deepest nesting of AND / OR / NOT in a filter */
 #define IQDB_MAX_FILTER_IN 1024u       /**< most values in one IN list */
+#define IQDB_MAX_OVERSAMPLE 1024u      /**< largest re-ranking oversample factor */
 
 /**
  * Options for iqdb_open. Zero means "the default" for every field, so
@@ -268,13 +286,36 @@ typedef struct iqdb_options {
         uint32_t filter_widen;    /**< candidate list multiplier for filtered search; default 4 */
         uint64_t seed;            /**< level generator seed; 0 = the fixed default seed */
     } hnsw;
-    /** IVF parameters (used when index = IQDB_INDEX_IVF). */
+    /**
+     * IVF parameters (used when index = IQDB_INDEX_IVF).
+     *
+     * Training: the index trains itself (k-means++ then Lloyd iterations on a sample, in the
+     * metric's own geometry: spherical k-means for cosine and dot, k-medians for L1 and
+     * Hamming) when the database first holds enough rows (1024, or 8 per list with a fixed
+     * n_lists), and trains again whenever the row count has grown 4x since the last training
+     * (the write that crosses the mark pays for it). Until then searches are exact scans —
+     * never an error. Between trainings new rows go to their nearest list. iqdb_optimize
+     * retrains on demand.
+     */
     struct {
-        uint32_t n_lists;      /**< number of lists; 0 = chosen from the data size */
-        uint32_t n_probes;     /**< lists scanned per query; default 8 */
-        uint32_t train_sample; /**< most vectors sampled for training; default 65536 */
+        uint32_t n_lists;      /**< number of lists, 0 .. 2^20; 0 = chosen from the data size at
+                                    each training (about 4 sqrt(rows)) */
+        uint32_t n_probes;     /**< lists scanned per query; default 8 (<= n_lists when set) */
+        uint32_t train_sample; /**< most vectors sampled for k-means; default 65536 */
         uint32_t reserved;     /**< must be 0 */
     } ivf;
+    /**
+     * Quantization (used with IQDB_INDEX_FLAT and IQDB_INDEX_IVF; HNSW: IQDB_UNSUPPORTED for
+     * now). A flat index with a quantizer scans every code and re-ranks a shortlist; it trains
+     * like IVF (above). Until trained, searches are exact.
+     */
+    struct {
+        iqdb_quant kind;     /**< default NONE */
+        uint32_t pq_m;       /**< PQ: subspaces = bytes per code, 1 .. dim; 0 = dim / 4 */
+        uint32_t oversample; /**< default shortlist factor, 1 .. IQDB_MAX_OVERSAMPLE; 0 = the
+                                  kind's default (SQ8 4, PQ 8, BINARY 16) */
+        uint32_t reserved;   /**< must be 0 */
+    } quant;
 } iqdb_options;
 
 /**
@@ -300,11 +341,13 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  *
  * On success *out is the new handle. On failure *out is NULL and iqdb_errmsg(NULL) explains.
  * Returns IQDB_OK; IQDB_MISUSE (opts or out NULL, opts->struct_size smaller than the fields up
- * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd value,
- * threads > IQDB_MAX_THREADS, an HNSW or IVF parameter out of range, flags != 0, an allocator
+ * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd / quant
+ * value, threads > IQDB_MAX_THREADS, an HNSW, IVF or quant parameter out of range, flags or a
+ * reserved field != 0, an allocator
  * with alloc set but free missing or the reverse); IQDB_UNSUPPORTED (a SIMD level this CPU
- * cannot run was forced by option or by IQDB_SIMD; an index kind not yet available; a larger
- * options struct with non-zero bytes this library does not know); IQDB_NOMEM.
+ * cannot run was forced by option or by IQDB_SIMD; an index kind not yet available; a
+ * quantizer with an index that cannot use it yet; a larger options struct with non-zero bytes
+ * this library does not know); IQDB_NOMEM.
  * Threads: shared (each call makes a new handle). Since: 0.1.
  */
 IQDB_API int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out);
@@ -627,7 +670,10 @@ typedef struct iqdb_search_params {
     int exact;                 /**< non-zero: bypass the index and scan every row (exact
                                     ground truth); the flat index is always exact */
     uint32_t ef;               /**< HNSW candidate list size for this query; 0 = the index's */
-    uint32_t n_probes;         /**< IVF lists to scan for this query; 0 = the index's */
+    uint32_t n_probes;         /**< IVF lists to scan for this query, 0 .. 2^20 (more than the
+                                    index has means all); 0 = the index's */
+    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes,
+                                    0 .. IQDB_MAX_OVERSAMPLE; 0 = the index's */
 } iqdb_search_params;
 
 /** Defaults (no filter, index search). Inline. Threads: none (on `p`). Since: 0.1. */
@@ -636,11 +682,21 @@ static inline void iqdb_search_params_init(iqdb_search_params *p) {
     p->struct_size = sizeof *p;
 }
 
-/** How a search found its candidates. */
+/** How a search found its candidates. Append-only. */
 typedef enum iqdb_strategy {
-    IQDB_STRATEGY_NONE = 0,         /**< nothing to search: k = 0 or no rows */
-    IQDB_STRATEGY_SCAN = 1,         /**< exact scan over every row */
-    IQDB_STRATEGY_SCAN_FILTERED = 2 /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_NONE = 0,          /**< nothing to search: k = 0 or no rows */
+    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row (also an untrained IVF or
+                                          quantized index, and params.exact) */
+    IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_IVF = 3,           /**< scanned the nearest IVF lists (n_lists_scanned of
+                                          them: more than n_probes when the probed lists held
+                                          fewer than k rows) */
+    IQDB_STRATEGY_IVF_FILTERED = 4,  /**< as IVF, with the filter evaluated inside the lists;
+                                          more lists are scanned until k rows match or every
+                                          list has been scanned */
+    IQDB_STRATEGY_CODES = 5,         /**< flat index with a quantizer: every code scanned, the
+                                          shortlist re-ranked */
+    IQDB_STRATEGY_CODES_FILTERED = 6 /**< as CODES, over the rows matching the filter */
 } iqdb_strategy;
 
 /**
@@ -652,9 +708,11 @@ typedef struct iqdb_search_info {
     int complete; /**< 1 when the result holds min(k, number of matching records)
                        hits: nothing that should be there is missing */
     iqdb_strategy strategy;
-    uint64_t n_distances; /**< distance computations */
-    uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
-    uint64_t n_matched;   /**< examined rows that passed the filter */
+    uint64_t n_distances;     /**< distance computations (codes and full-precision rows) */
+    uint64_t n_visited;       /**< rows (or nodes) examined, filtered or not */
+    uint64_t n_matched;       /**< examined rows that passed the filter */
+    uint32_t n_lists_scanned; /**< IVF lists scanned (0 for other strategies) */
+    uint32_t n_reranked;      /**< shortlisted candidates re-ranked at full precision */
 } iqdb_search_info;
 
 /**
@@ -664,9 +722,14 @@ typedef struct iqdb_search_info {
  * k larger than the database gives every matching record; no k-sized memory is allocated, so
  * k = SIZE_MAX with an array large enough for the database is fine. A filtered search returns
  * min(k, matching) hits. `p` and `info` may be NULL.
+ * With an IVF or quantized index the result is approximate (the k nearest among the rows the
+ * index examined), but every reported distance is exact and the hits are sorted as above; a
+ * filtered IVF search scans more lists until k rows match, so it too returns min(k, matching)
+ * hits.
  * Returns IQDB_OK; IQDB_MISUSE (db, query, n_hits NULL; hits NULL with k > 0; p or info with
- * struct_size 0); IQDB_INVALID (NaN / infinite query component); IQDB_NOMEM (only when the
- * first searches grow the scratch memory; steady-state searches do not allocate).
+ * struct_size 0); IQDB_INVALID (NaN / infinite query component; p->n_probes or p->oversample
+ * out of range); IQDB_NOMEM (only when the first searches grow the scratch memory; steady-state
+ * searches do not allocate).
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params *p,
@@ -706,8 +769,16 @@ typedef struct iqdb_stats {
     uint64_t mem_vectors; /**< the vector arena */
     uint64_t mem_rows;    /**< ids, sequence numbers, norms, the id map */
     uint64_t mem_meta;    /**< metadata records and the key dictionary */
-    uint64_t mem_index;   /**< the index structures */
+    uint64_t mem_index;   /**< the index structures (IVF: centroids, lists, slot maps,
+                               quantizer parameters), codes excluded */
     uint64_t mem_scratch; /**< search scratch and worker state */
+    /* Since 0.1 (IVF and quantization). Bytes per vector of a component = mem_x / count. */
+    uint64_t mem_codes;    /**< quantized codes (not part of mem_index) */
+    iqdb_quant quant;      /**< the quantizer */
+    uint32_t code_bytes;   /**< bytes of one code (0 without a quantizer) */
+    uint32_t ivf_lists;    /**< IVF lists (0 while untrained or without IVF) */
+    uint32_t trained;      /**< 1 when the IVF / quantizer has been trained */
+    uint64_t trained_rows; /**< the row count at the last training */
 } iqdb_stats;
 
 /**
@@ -717,11 +788,27 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 
 /**
  * Verifies the handle's internal invariants: the id map and the row slots agree, every stored
- * vector is finite, every metadata record decodes, the index passes its own check.
- * Returns IQDB_OK or IQDB_CORRUPT (iqdb_errmsg says what failed); IQDB_MISUSE.
+ * vector is finite, every metadata record decodes, the index passes its own check (IVF: every
+ * live row is in exactly one list and no dead row is in any, centroids and quantizer
+ * parameters are finite, every code equals a fresh encoding of its row).
+ * Returns IQDB_OK or IQDB_CORRUPT (iqdb_errmsg says what failed); IQDB_MISUSE; IQDB_NOMEM.
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_check(iqdb *db);
+
+/**
+ * Rebuilds the index from the rows, for every index kind:
+ *  - FLAT without a quantizer: nothing to do.
+ *  - FLAT with a quantizer: retrains the quantizer on the current rows and re-encodes them.
+ *  - IVF: retrains the centroids (n_lists chosen again when the option is 0) and the quantizer,
+ *    and reassigns every row (a database with rows is trained even below the automatic
+ *    threshold; an empty one returns to the untrained state).
+ *  - HNSW: compaction (removes deleted nodes and repairs their neighbours).
+ * The new structures are built before the old ones are released: on failure (IQDB_NOMEM) the
+ * database is unchanged, and until the call returns every other call waits.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM. Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_optimize(iqdb *db);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,9 @@ struct iqdb {
     iqdb__env env;
 };
 
+iqdb__index *iqdb__db_index(iqdb *db) { return db->index; }
+const iqdb__env *iqdb__db_env(iqdb *db) { return &db->env; }
+
 const char *iqdb_version(void) { return IQDB_VERSION_STRING; }
 uint32_t iqdb_version_number(void) { return IQDB_VERSION_NUMBER; }
 
@@ -127,9 +130,19 @@ static int validate_options(iqdb_options *o) {
         return iqdb__fail(NULL, IQDB_INVALID, "ivf.n_probes %u exceeds %u", o->ivf.n_probes,
                           1u << 20);
     if (o->ivf.reserved) return iqdb__fail(NULL, IQDB_INVALID, "ivf.reserved must be 0");
-    if (o->index == IQDB_INDEX_HNSW || o->index == IQDB_INDEX_IVF)
-        return iqdb__fail(NULL, IQDB_UNSUPPORTED, "the %s index is not available in this version",
-                          o->index == IQDB_INDEX_HNSW ? "HNSW" : "IVF");
+    /* quantizer (also validated whatever the index) */
+    if ((unsigned)o->quant.kind > IQDB_QUANT_PQ)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown quant.kind %d", (int)o->quant.kind);
+    if (o->quant.pq_m > o->dim)
+        return iqdb__fail(NULL, IQDB_INVALID, "quant.pq_m %u exceeds dim %u", o->quant.pq_m,
+                          o->dim);
+    if (o->quant.oversample > IQDB_MAX_OVERSAMPLE)
+        return iqdb__fail(NULL, IQDB_INVALID, "quant.oversample %u exceeds %u", o->quant.oversample,
+                          IQDB_MAX_OVERSAMPLE);
+    if (o->quant.reserved) return iqdb__fail(NULL, IQDB_INVALID, "quant.reserved must be 0");
+    if (o->index == IQDB_INDEX_HNSW)
+        return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                          "the HNSW index is not available in this version");
     return IQDB_OK;
 }
 
@@ -206,7 +219,10 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     rc = iqdb__pool_create(&db->mem, db->threads - 1, &db->pool);
     if (rc == IQDB_OK) {
         db->env.pool = db->pool;
-        rc = iqdb__index_create(IQDB__INDEX_FLAT, &db->env, &db->index);
+        iqdb__index_kind kind = o.index == IQDB_INDEX_IVF || o.quant.kind != IQDB_QUANT_NONE
+                                    ? IQDB__INDEX_IVF /* IVF, or flat with a quantizer */
+                                    : IQDB__INDEX_FLAT;
+        rc = iqdb__index_create(kind, &db->env, &db->opts, &db->index);
     }
     if (rc) {
         teardown(db);
@@ -283,6 +299,8 @@ static int apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *ve
         }
         iqdb__idmap_put(&st->map, ids[i], slots[i]);
     }
+    /* the write is done; the index may now reorganise (IVF training), which never fails */
+    iqdb__index_maintain(db->index, &db->env);
     return IQDB_OK;
 }
 
@@ -409,7 +427,25 @@ static int read_params(const iqdb *db, const iqdb_search_params *p, iqdb_search_
     int rc = read_versioned(p, p->struct_size, out, sizeof *out,
                             offsetof(iqdb_search_params, filter) + sizeof p->filter,
                             "iqdb_search_params");
-    return rc ? iqdb__fail_retag(db, rc) : IQDB_OK;
+    if (rc) return iqdb__fail_retag(db, rc);
+    if (out->n_probes > (1u << 20))
+        return iqdb__fail(db, IQDB_INVALID, "search params: n_probes %u exceeds %u", out->n_probes,
+                          1u << 20);
+    if (out->oversample > IQDB_MAX_OVERSAMPLE)
+        return iqdb__fail(db, IQDB_INVALID, "search params: oversample %u exceeds %u",
+                          out->oversample, IQDB_MAX_OVERSAMPLE);
+    return IQDB_OK;
+}
+
+static iqdb__query make_query(const iqdb_search_params *prm) {
+    iqdb__query q;
+    memset(&q, 0, sizeof q);
+    q.filter_src = prm->filter;
+    q.ef = prm->ef;
+    q.n_probes = prm->n_probes;
+    q.exact = prm->exact;
+    q.oversample = prm->oversample;
+    return q;
 }
 
 static float query_norm(const iqdb *db, const float *q) {
@@ -427,6 +463,8 @@ static void write_info(iqdb_search_info *info, const iqdb__sinfo *si) {
     full.n_distances = si->n_distances;
     full.n_visited = si->n_visited;
     full.n_matched = si->n_matched;
+    full.n_lists_scanned = si->n_lists_scanned;
+    full.n_reranked = si->n_reranked;
     size_t n = info->struct_size < sizeof full ? info->struct_size : sizeof full;
     memcpy(info, &full, n);
 }
@@ -442,9 +480,13 @@ int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params
     iqdb_search_params prm;
     IQDB_TRY(read_params(db, p, &prm));
     IQDB_TRY(check_vector(db, query, "query", SIZE_MAX));
-    iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
-    iqdb__query q = {query,  query_norm(db, query), 0,        NULL, prm.filter,
-                     prm.ef, prm.n_probes,          prm.exact};
+    iqdb__sinfo si;
+    memset(&si, 0, sizeof si);
+    si.complete = 1;
+    si.strategy = IQDB_STRATEGY_NONE;
+    iqdb__query q = make_query(&prm);
+    q.vec = query;
+    q.qnorm = query_norm(db, query);
     iqdb__rwlock_rdlock(&db->lock);
     int rc = IQDB_OK;
     q.k = k < db->store.count ? k : (size_t)db->store.count;
@@ -495,11 +537,8 @@ int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_
     size_t kk = k < db->store.count ? k : (size_t)db->store.count;
     if (kk > 0) {
         iqdb__scratch *s = NULL;
-        iqdb__batch b = {
-            qs,      n,
-            db->dim, {NULL, 0.0f, kk, NULL, prm.filter, prm.ef, prm.n_probes, prm.exact},
-            qnorms,  hits,
-            k,       n_hits};
+        iqdb__batch b = {qs, n, db->dim, make_query(&prm), qnorms, hits, k, n_hits};
+        b.proto.k = kk;
         if (prm.filter) {
             s = iqdb__scratch_get(&db->scratch);
             if (!s || iqdb__filter_compile(prm.filter, &db->keys, &s->cf, &db->mem))
@@ -544,7 +583,16 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     full.mem_rows = iqdb__store_mem_rows(&db->store);
     full.mem_meta = iqdb__store_mem_meta(&db->store) + iqdb__keydict_mem(&db->keys);
     full.mem_index = iqdb__index_mem(db->index);
-    uint64_t known = full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index;
+    iqdb__index_desc d;
+    iqdb__index_describe(db->index, &d);
+    full.mem_codes = d.mem_codes;
+    full.quant = d.quant;
+    full.code_bytes = d.code_bytes;
+    full.ivf_lists = d.lists;
+    full.trained = d.trained;
+    full.trained_rows = d.trained_rows;
+    uint64_t known =
+        full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index + full.mem_codes;
     full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;
     iqdb__rwlock_rdunlock(&db->lock);
     memcpy(s, &full, s->struct_size < sizeof full ? s->struct_size : sizeof full);
@@ -605,4 +653,17 @@ int iqdb_check(iqdb *db) {
     }
     iqdb__rwlock_rdunlock(&db->lock);
     return rc;
+}
+
+/* ============================================================================================ */
+/* Optimize                                                                                     */
+/* ============================================================================================ */
+
+int iqdb_optimize(iqdb *db) {
+    CHECK_DB(db);
+    iqdb__rwlock_wrlock(&db->lock);
+    int rc = iqdb__index_optimize(db->index, &db->env);
+    iqdb__rwlock_wrunlock(&db->lock);
+    if (rc) return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+    return IQDB_OK;
 }

@@ -5,20 +5,31 @@
 #include "index/index.h"
 
 #include "index/flat.h"
+#include "index/ivf.h"
 
 struct iqdb__index {
     iqdb__index_kind kind;
     iqdb__mem *mem;
+    iqdb__ivf *ivf; /* IVF */
 };
 
-int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out) {
+int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, const iqdb_options *o,
+                       iqdb__index **out) {
     *out = NULL;
     iqdb__index *ix = iqdb__calloc(env->mem, 1, sizeof *ix);
     if (!ix) return IQDB_NOMEM;
     ix->kind = kind;
     ix->mem = env->mem;
+    int rc = IQDB_OK;
     switch (kind) {
     case IQDB__INDEX_FLAT: break; /* no structure of its own */
+    case IQDB__INDEX_IVF:
+        rc = iqdb__ivf_create(env, o, o->index != IQDB_INDEX_IVF, &ix->ivf);
+        break;
+    }
+    if (rc) {
+        iqdb__free(env->mem, ix, sizeof *ix);
+        return rc;
     }
     *out = ix;
     return IQDB_OK;
@@ -28,6 +39,7 @@ void iqdb__index_destroy(iqdb__index *ix) {
     if (!ix) return;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: break;
+    case IQDB__INDEX_IVF: iqdb__ivf_destroy(ix->ivf); break;
     }
     iqdb__free(ix->mem, ix, sizeof *ix);
 }
@@ -35,26 +47,40 @@ void iqdb__index_destroy(iqdb__index *ix) {
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix) { return ix->kind; }
 
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
-    (void)env;
-    (void)slot;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* the scan sees the row as soon as it is live */
+    case IQDB__INDEX_IVF: return iqdb__ivf_insert(ix->ivf, env, slot);
     }
     return IQDB_ERROR;
 }
 
 void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
-    (void)env;
-    (void)slot;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_remove(ix->ivf, env, slot); return;
     }
+}
+
+void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_maintain(ix->ivf, env); return;
+    }
+}
+
+int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing to rebuild */
+    case IQDB__INDEX_IVF: return iqdb__ivf_optimize(ix->ivf, env);
+    }
+    return IQDB_ERROR;
 }
 
 int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query *q,
                        iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return iqdb__flat_search(env, q, s, top, info);
+    case IQDB__INDEX_IVF: return iqdb__ivf_search(ix->ivf, env, q, s, top, info);
     }
     return IQDB_ERROR;
 }
@@ -62,24 +88,23 @@ int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query 
 int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__batch *b) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return iqdb__flat_search_batch(env, b);
+    case IQDB__INDEX_IVF: return iqdb__ivf_search_batch(ix->ivf, env, b);
     }
     return IQDB_ERROR;
 }
 
 int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sink *sink) {
-    (void)env;
-    (void)sink;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing beyond the rows */
+    case IQDB__INDEX_IVF: return iqdb__ivf_serialize(ix->ivf, env, sink);
     }
     return IQDB_ERROR;
 }
 
 int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
-    (void)env;
-    (void)src;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK;
+    case IQDB__INDEX_IVF: return iqdb__ivf_load(ix->ivf, env, src);
     }
     return IQDB_ERROR;
 }
@@ -87,14 +112,23 @@ int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
 size_t iqdb__index_mem(const iqdb__index *ix) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return sizeof *ix;
+    case IQDB__INDEX_IVF: return sizeof *ix + iqdb__ivf_mem(ix->ivf);
     }
     return 0;
 }
 
+void iqdb__index_describe(const iqdb__index *ix, iqdb__index_desc *d) {
+    memset(d, 0, sizeof *d);
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_describe(ix->ivf, d); return;
+    }
+}
+
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env) {
-    (void)env;
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* iqdb_check verifies the rows themselves */
+    case IQDB__INDEX_IVF: return iqdb__ivf_check(ix->ivf, env);
     }
     return IQDB_ERROR;
 }

@@ -1,7 +1,8 @@
 /*
  * index.h — the index dispatcher: a closed set of index kinds, each implementing the same verbs
  *
- *   create destroy insert remove search search_batch serialize load stats check
+ *   create destroy insert remove maintain search search_batch optimize serialize load mem
+ *   describe check
  *
  * index.c switches over the kind with no default case, and the build uses -Wswitch-enum, so a
  * new kind does not compile until every verb handles it.
@@ -22,7 +23,9 @@
 #include "pool.h"
 #include "store/store.h"
 
-typedef enum iqdb__index_kind { IQDB__INDEX_FLAT = 0 } iqdb__index_kind;
+/* FLAT: the exact scan, no structure. IVF: inverted lists (ivf.c), also used for a flat index
+ * with a quantizer (one list holding every code). */
+typedef enum iqdb__index_kind { IQDB__INDEX_FLAT = 0, IQDB__INDEX_IVF = 1 } iqdb__index_kind;
 
 /* What every index verb may read: the rows, the kernels, the metric. */
 typedef struct iqdb__env {
@@ -44,12 +47,14 @@ typedef struct iqdb__query {
     const iqdb_filter *filter_src;
     uint32_t ef, n_probes;
     int exact;
+    uint32_t oversample; /* re-ranking factor; 0 = the index's */
 } iqdb__query;
 
 typedef struct iqdb__sinfo {
     int complete;
     iqdb_strategy strategy;
     uint64_t n_distances, n_visited, n_matched;
+    uint32_t n_lists_scanned, n_reranked;
 } iqdb__sinfo;
 
 /* Byte sink and source for serialize / load (the persistence layer supplies them). */
@@ -64,13 +69,21 @@ typedef struct iqdb__source {
 
 typedef struct iqdb__index iqdb__index;
 
-int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out);
+/* `o` holds the validated options (index parameters, quantizer). */
+int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, const iqdb_options *o,
+                       iqdb__index **out);
 void iqdb__index_destroy(iqdb__index *ix);
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix);
 /* The slot's row is in the store; make it findable. IQDB_OK or IQDB_NOMEM (nothing changed). */
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
 /* Forget the slot (its row is still in the store during the call). Never fails. */
 void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
+/* Called after a write has been applied, under the write lock: the index may reorganise itself
+ * (IVF trains when the row count crosses its thresholds). Never fails: a reorganisation that
+ * cannot be done (out of memory) is skipped and tried again later. */
+void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env);
+/* Rebuilds the index from the rows (iqdb_optimize). IQDB_OK or IQDB_NOMEM (unchanged). */
+int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
 /* The best q->k candidates into `top` (initialised by the caller with capacity q->k). */
 int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query *q,
                        iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info);
@@ -92,10 +105,23 @@ int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__
 
 int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sink *sink);
 int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src);
-/* Bytes the index structures use. */
+/* Bytes the index structures use (codes excluded). */
 size_t iqdb__index_mem(const iqdb__index *ix);
+/* What iqdb_stats reports about the index. */
+typedef struct iqdb__index_desc {
+    size_t mem_codes;
+    iqdb_quant quant;
+    uint32_t code_bytes, lists, trained;
+    uint64_t trained_rows;
+} iqdb__index_desc;
+void iqdb__index_describe(const iqdb__index *ix, iqdb__index_desc *d);
 /* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set). */
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env);
+
+/* The handle's index and environment (iqdb.c), for the persistence layer and the tests: the
+ * caller holds the handle's lock as the verb requires. */
+iqdb__index *iqdb__db_index(iqdb *db);
+const iqdb__env *iqdb__db_env(iqdb *db);
 
 /* Writes the sorted candidates of `top` as hits. */
 void iqdb__hits_from_top(const iqdb__store *st, iqdb__topk *top, iqdb_hit *hits, size_t *n);

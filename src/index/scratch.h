@@ -27,6 +27,14 @@ typedef struct iqdb__scratch {
     const float **qptrs;
     size_t qptrs_cap;
     iqdb__cfilter cf;
+    /* index work memory (IVF and quantizers): floats (list keys, a prepared query), candidates
+     * (list order, re-ranking shortlist) */
+    float *fbuf;
+    size_t fbuf_cap;
+    iqdb__cand *lbuf;
+    size_t lbuf_cap;
+    iqdb__cand *cand2;
+    size_t cand2_cap;
 } iqdb__scratch;
 
 typedef struct iqdb__scratch_pool {
@@ -45,5 +53,8 @@ void iqdb__scratch_put(iqdb__scratch_pool *p, iqdb__scratch *s);
 int iqdb__scratch_cand(iqdb__scratch *s, iqdb__mem *mem, size_t n);
 int iqdb__scratch_rows(iqdb__scratch *s, iqdb__mem *mem, size_t n); /* dbuf, ptrs, slots */
 int iqdb__scratch_qptrs(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_fbuf(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_lbuf(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_cand2(iqdb__scratch *s, iqdb__mem *mem, size_t n);
 
 #endif

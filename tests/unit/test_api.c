@@ -117,7 +117,14 @@ static void m_ivf_reserved(iqdb_options *o) { o->ivf.reserved = 1; }
 static void m_small_struct(iqdb_options *o) { o->struct_size = 8; }
 static void m_zero_struct(iqdb_options *o) { o->struct_size = 0; }
 static void m_hnsw(iqdb_options *o) { o->index = IQDB_INDEX_HNSW; }
-static void m_ivf(iqdb_options *o) { o->index = IQDB_INDEX_IVF; }
+static void m_quant_kind(iqdb_options *o) { o->quant.kind = (iqdb_quant)4; }
+static void m_quant_pq_m(iqdb_options *o) { o->quant.pq_m = 5; } /* dim is 4 */
+static void m_quant_oversample(iqdb_options *o) { o->quant.oversample = IQDB_MAX_OVERSAMPLE + 1; }
+static void m_quant_reserved(iqdb_options *o) { o->quant.reserved = 1; }
+static void m_quant_hnsw(iqdb_options *o) {
+    o->index = IQDB_INDEX_HNSW;
+    o->quant.kind = IQDB_QUANT_SQ8;
+}
 
 /* Out-of-range options: each gets its documented code, nothing is allocated or leaked. */
 static void test_api_open_bad_options(void **state) {
@@ -142,7 +149,11 @@ static void test_api_open_bad_options(void **state) {
         {"17.small_struct", m_small_struct, IQDB_MISUSE},
         {"18.zero_struct", m_zero_struct, IQDB_MISUSE},
         {"19.hnsw_unavailable", m_hnsw, IQDB_UNSUPPORTED},
-        {"20.ivf_unavailable", m_ivf, IQDB_UNSUPPORTED},
+        {"20.quant_kind", m_quant_kind, IQDB_INVALID},
+        {"21.quant_pq_m", m_quant_pq_m, IQDB_INVALID},
+        {"22.quant_oversample", m_quant_oversample, IQDB_INVALID},
+        {"23.quant_reserved", m_quant_reserved, IQDB_INVALID},
+        {"24.quant_hnsw", m_quant_hnsw, IQDB_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         iqdb_options o;

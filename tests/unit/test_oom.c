@@ -6,6 +6,11 @@
  * succeeded with the right effect or returned IQDB_NOMEM with the database unchanged (every
  * record's vector and metadata compared), that iqdb_check passes, and that closing leaks
  * nothing. N runs 1, 2, ... until the call completes without meeting the failure.
+ *
+ * The loop runs on a flat database, and again on IVF databases: untrained, trained (by
+ * iqdb_optimize), trained with an SQ8 quantizer, and one a batch pushes over the automatic
+ * training threshold (a training that fails for lack of memory is skipped, and the write
+ * itself still succeeds or fails as a whole).
  */
 #include "../common/testutil.h"
 
@@ -13,6 +18,10 @@ enum { DIM = 12, IDS = 64 };
 
 static iqdbt_alloc A;
 static iqdb_allocator AL;
+
+/* What fresh_db builds. */
+enum { MODE_FLAT, MODE_IVF_UNTRAINED, MODE_IVF_TRAINED, MODE_SQ8_TRAINED, MODE_IVF_THRESHOLD };
+static int mode = MODE_FLAT;
 
 /* ---- state snapshots ------------------------------------------------------------------------ */
 
@@ -102,6 +111,8 @@ static iqdb *fresh_db(iqdb_metric metric) {
     iqdb_options_init(&o, DIM, metric);
     o.allocator = AL;
     o.threads = 2;
+    if (mode != MODE_FLAT) o.index = IQDB_INDEX_IVF;
+    if (mode == MODE_SQ8_TRAINED) o.quant.kind = IQDB_QUANT_SQ8;
     iqdb *db;
     assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
     float v[DIM];
@@ -110,6 +121,21 @@ static iqdb *fresh_db(iqdb_metric metric) {
         iqdb_meta *m = id % 4 ? meta_of(id, 0) : NULL;
         assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
         iqdb_meta_destroy(m);
+    }
+    if (mode == MODE_IVF_TRAINED || mode == MODE_SQ8_TRAINED)
+        assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    if (mode == MODE_IVF_THRESHOLD) { /* 1020 rows: 4 short of the automatic training */
+        iqdb_id ids[980];
+        float *vs = malloc(980 * DIM * sizeof(float));
+        for (int i = 0; i < 980; i++) {
+            ids[i] = 1000 + (iqdb_id)i;
+            vec_of(vs + i * DIM, ids[i], 1);
+        }
+        assert_int_equal(iqdb_upsert_batch(db, 980, ids, vs, NULL), IQDB_OK);
+        free(vs);
+        iqdb_stats st = {.struct_size = sizeof st};
+        iqdb_stats_get(db, &st);
+        assert_int_equal(st.trained, 0);
     }
     return db;
 }
@@ -178,7 +204,7 @@ static int op_upsert_batch(iqdb **db) {
 static void verify_upsert_batch(iqdb *db) {
     uint64_t n;
     iqdb_count(db, &n);
-    assert_int_equal(n, 40 + 7);
+    assert_int_equal(n, 40 + 7 + (mode == MODE_IVF_THRESHOLD ? 980 : 0));
     float v[DIM], w[DIM];
     vec_of(v, 41, 3 + 6); /* the later duplicate */
     assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
@@ -270,6 +296,12 @@ static int op_search_batch(iqdb **db) { return do_search(*db, 0, 1); }
 static int op_search_batch_filtered(iqdb **db) { return do_search(*db, 1, 1); }
 
 static int op_check(iqdb **db) { return iqdb_check(*db); }
+static int op_optimize(iqdb **db) { return iqdb_optimize(*db); }
+static void verify_optimize(iqdb *db) {
+    iqdb_stats st = {.struct_size = sizeof st};
+    assert_int_equal(iqdb_stats_get(db, &st), IQDB_OK);
+    assert_int_equal(st.trained, mode != MODE_FLAT);
+}
 static int op_stats(iqdb **db) {
     iqdb_stats s = {.struct_size = sizeof s};
     return iqdb_stats_get(*db, &s);
@@ -369,6 +401,50 @@ static void test_oom_search_batch(void **s) {
     op_def b = {"search_batch filtered", op_search_batch_filtered, NULL};
     oom_loop(&b, 1);
 }
+/* The IVF databases: every write, search and optimize, each failure leaving them unchanged. */
+static void ivf_ops(void) {
+    op_def ops[] = {{"ivf upsert new", op_upsert_new, verify_upsert_new},
+                    {"ivf upsert replace", op_upsert_replace, verify_upsert_replace},
+                    {"ivf upsert_batch", op_upsert_batch, verify_upsert_batch},
+                    {"ivf delete", op_delete, verify_delete},
+                    {"ivf optimize", op_optimize, verify_optimize},
+                    {"ivf check", op_check, NULL}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
+    op_def s0 = {"ivf search", op_search, NULL},
+           s1 = {"ivf search filtered", op_search_filtered, NULL};
+    op_def b0 = {"ivf search_batch", op_search_batch, NULL},
+           b1 = {"ivf search_batch filtered", op_search_batch_filtered, NULL};
+    oom_loop(&s0, 0);
+    oom_loop(&s1, 1);
+    oom_loop(&b0, 0);
+    oom_loop(&b1, 1);
+}
+static void test_oom_ivf_untrained(void **s) {
+    (void)s;
+    mode = MODE_IVF_UNTRAINED;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_ivf_trained(void **s) {
+    (void)s;
+    mode = MODE_IVF_TRAINED;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_ivf_sq8_trained(void **s) {
+    (void)s;
+    mode = MODE_SQ8_TRAINED;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_ivf_training_threshold(void **s) {
+    (void)s;
+    mode = MODE_IVF_THRESHOLD; /* the batch brings 1020 rows to 1027: training runs after it */
+    op_def op = {"ivf batch over the threshold", op_upsert_batch, verify_upsert_batch};
+    oom_loop(&op, -1);
+    mode = MODE_FLAT;
+}
+
 static void test_oom_check_stats_count(void **s) {
     (void)s;
     op_def a = {"check", op_check, NULL};
@@ -449,6 +525,10 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_search_batch, setup),
         cmocka_unit_test_setup(test_oom_check_stats_count, setup),
         cmocka_unit_test_setup(test_oom_meta_and_filters, setup),
+        cmocka_unit_test_setup(test_oom_ivf_untrained, setup),
+        cmocka_unit_test_setup(test_oom_ivf_trained, setup),
+        cmocka_unit_test_setup(test_oom_ivf_sq8_trained, setup),
+        cmocka_unit_test_setup(test_oom_ivf_training_threshold, setup),
     };
     return cmocka_run_group_tests_name("oom", tests, NULL, NULL);
 }
