@@ -192,10 +192,12 @@ typedef enum iqdb_index_kind {
 /**
  * Vector quantization: compact codes kept beside the full-precision rows. A search scans codes
  * to build a shortlist of k * oversample candidates, then re-ranks the shortlist against the
- * full-precision rows, so reported distances are always exact; recall depends on the
- * oversample factor. Codes are trained with the index (see the IVF notes in iqdb_options).
- * Memory: the codes are added to the rows (the full-precision vectors stay in memory for
- * re-ranking and iqdb_get); iqdb_stats reports each component.
+ * full-precision rows, so reported distances are exact; recall depends on the oversample
+ * factor. Codes are trained with the index (see the IVF notes in iqdb_options).
+ * Memory: by default the codes are added to the full-precision vectors, which stay for
+ * re-ranking and iqdb_get — quantization then speeds search but costs memory. With
+ * IQDB_QUANT_CODES_ONLY the vectors are released once the codes are trained, and the codes
+ * are all that remains (see there). iqdb_stats reports each component.
  */
 typedef enum iqdb_quant {
     IQDB_QUANT_NONE = 0,   /**< no codes: full-precision scans */
@@ -204,6 +206,19 @@ typedef enum iqdb_quant {
     IQDB_QUANT_PQ = 3      /**< product quantization: quant.pq_m bytes per vector; with IVF it
                                 codes the residual from the list centroid */
 } iqdb_quant;
+
+/**
+ * quant.flags: IQDB_QUANT_CODES_ONLY keeps only the codes (SQ8 or BINARY). Until the first
+ * training the rows are stored in full; when the codes have been trained the full-precision
+ * vectors are released and never stored again. From then on iqdb_get returns the decoded
+ * vector (SQ8: every component within half a quantization step, per dimension (max - min) /
+ * 255 of the training rows; BINARY: one of two values per dimension), every reported distance
+ * is the metric between the query and the decoded vector, an exact search (params.exact) scans
+ * every code, and retraining (automatic or iqdb_optimize) clusters the decoded vectors and
+ * keeps the quantizer's parameters. PQ cannot be codes-only: its codes depend on the list
+ * centroids and could not follow a retraining.
+ */
+#define IQDB_QUANT_CODES_ONLY 1u
 
 /** SIMD levels for the distance kernels. */
 typedef enum iqdb_simd {
@@ -314,7 +329,7 @@ typedef struct iqdb_options {
         uint32_t pq_m;       /**< PQ: subspaces = bytes per code, 1 .. dim; 0 = dim / 4 */
         uint32_t oversample; /**< default shortlist factor, 1 .. IQDB_MAX_OVERSAMPLE; 0 = the
                                   kind's default (SQ8 4, PQ 8, BINARY 16) */
-        uint32_t reserved;   /**< must be 0 */
+        uint32_t flags;      /**< 0 or IQDB_QUANT_CODES_ONLY */
     } quant;
 } iqdb_options;
 
@@ -634,7 +649,8 @@ IQDB_API int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const flo
                                const iqdb_meta *const *metas);
 
 /**
- * Reads the record `id`. `vec_out` (may be NULL) receives dim floats. `meta_out` (may be NULL)
+ * Reads the record `id`. `vec_out` (may be NULL) receives dim floats (with
+ * IQDB_QUANT_CODES_ONLY, once trained: the vector its code decodes to). `meta_out` (may be NULL)
  * receives a new metadata object owned by the caller (free it with iqdb_meta_destroy; it uses
  * the handle's allocator), or NULL when the record has no metadata.
  * Returns IQDB_OK; IQDB_NOTFOUND; IQDB_MISUSE; IQDB_NOMEM. On failure *meta_out is NULL.

@@ -139,7 +139,12 @@ static int validate_options(iqdb_options *o) {
     if (o->quant.oversample > IQDB_MAX_OVERSAMPLE)
         return iqdb__fail(NULL, IQDB_INVALID, "quant.oversample %u exceeds %u", o->quant.oversample,
                           IQDB_MAX_OVERSAMPLE);
-    if (o->quant.reserved) return iqdb__fail(NULL, IQDB_INVALID, "quant.reserved must be 0");
+    if (o->quant.flags & ~IQDB_QUANT_CODES_ONLY)
+        return iqdb__fail(NULL, IQDB_INVALID, "quant.flags 0x%x has unknown bits", o->quant.flags);
+    if ((o->quant.flags & IQDB_QUANT_CODES_ONLY) && o->quant.kind != IQDB_QUANT_SQ8 &&
+        o->quant.kind != IQDB_QUANT_BINARY)
+        return iqdb__fail(NULL, IQDB_INVALID,
+                          "IQDB_QUANT_CODES_ONLY needs an SQ8 or BINARY quantizer");
     if (o->index == IQDB_INDEX_HNSW)
         return iqdb__fail(NULL, IQDB_UNSUPPORTED,
                           "the HNSW index is not available in this version");
@@ -260,6 +265,16 @@ static int check_vector(const iqdb *db, const float *v, const char *what, size_t
                       index, bad);
 }
 
+/* A codes-only quantized index: once its codes are trained, the store drops the full-precision
+ * vectors (the codes are the rows from then on). Out of memory for the store's one-row staging
+ * area leaves the vectors in place until the next write tries again. */
+static void settle_codes_only(iqdb *db) {
+    if (!(db->opts.quant.flags & IQDB_QUANT_CODES_ONLY) || db->store.no_vectors) return;
+    iqdb__index_desc d;
+    iqdb__index_describe(db->index, &d);
+    if (d.trained) (void)iqdb__store_drop_vectors(&db->store);
+}
+
 /* Applies n upserts under the write lock; see the protocol at the top of the file. `blobs` and
  * `blob_len` hold the encoded metadata (ownership passes in: freed on every path), `slots` is
  * room for n slot numbers. */
@@ -301,6 +316,7 @@ static int apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *ve
     }
     /* the write is done; the index may now reorganise (IVF training), which never fails */
     iqdb__index_maintain(db->index, &db->env);
+    settle_codes_only(db);
     return IQDB_OK;
 }
 
@@ -391,8 +407,13 @@ int iqdb_get(iqdb *db, iqdb_id id, float *vec_out, iqdb_meta **meta_out) {
     if (slot == IQDB__NO_SLOT) {
         rc = iqdb__fail(db, IQDB_NOTFOUND, "no record with id %llu", (unsigned long long)id);
     } else {
-        if (vec_out) memcpy(vec_out, iqdb__store_vec(&db->store, slot), db->dim * sizeof(float));
-        if (meta_out && db->store.meta[slot]) {
+        if (vec_out && db->store.no_vectors) { /* codes only: the decoded code */
+            if (iqdb__index_vector(db->index, &db->env, slot, vec_out))
+                rc = iqdb__fail(db, IQDB_CORRUPT, "id %llu has no code", (unsigned long long)id);
+        } else if (vec_out) {
+            memcpy(vec_out, iqdb__store_vec(&db->store, slot), db->dim * sizeof(float));
+        }
+        if (rc == IQDB_OK && meta_out && db->store.meta[slot]) {
             rc = iqdb__meta_decode(db->store.meta[slot], db->store.meta_len[slot], &db->keys,
                                    &db->mem, meta_out);
             if (rc == IQDB_NOMEM)
@@ -616,14 +637,16 @@ static int check_rows(iqdb *db, uint8_t *seen) {
             continue;
         }
         live++;
-        const float *v = iqdb__store_vec(st, (uint32_t)slot);
         if (iqdb__idmap_find(&st->map, st->ids[slot]) != slot)
             return iqdb__fail(db, IQDB_CORRUPT, "id map does not lead to slot %zu", slot);
-        if (!iqdb__all_finite(v, db->dim))
-            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu holds a non-finite vector", slot);
-        float sq = db->kern->pair[IQDB__OP_DOT](v, v, db->dim);
-        if (!(sq == st->sqnorm[slot]))
-            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a stale norm", slot);
+        if (!st->no_vectors) { /* codes only: the index checks its codes */
+            const float *v = iqdb__store_vec(st, (uint32_t)slot);
+            if (!iqdb__all_finite(v, db->dim))
+                return iqdb__fail(db, IQDB_CORRUPT, "slot %zu holds a non-finite vector", slot);
+            float sq = db->kern->pair[IQDB__OP_DOT](v, v, db->dim);
+            if (!(sq == st->sqnorm[slot]))
+                return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a stale norm", slot);
+        }
         if (st->seqs[slot] >= st->next_seq)
             return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a sequence from the future", slot);
         if (iqdb__meta_blob_check(st->meta[slot], st->meta_len[slot], db->keys.n))
@@ -663,6 +686,7 @@ int iqdb_optimize(iqdb *db) {
     CHECK_DB(db);
     iqdb__rwlock_wrlock(&db->lock);
     int rc = iqdb__index_optimize(db->index, &db->env);
+    if (rc == IQDB_OK) settle_codes_only(db);
     iqdb__rwlock_wrunlock(&db->lock);
     if (rc) return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
     return IQDB_OK;

@@ -109,6 +109,14 @@ int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
     return IQDB_ERROR;
 }
 
+int iqdb__index_vector(const iqdb__index *ix, const iqdb__env *env, uint32_t slot, float *out) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_ERROR; /* the store always holds the rows */
+    case IQDB__INDEX_IVF: return iqdb__ivf_vector(ix->ivf, env, slot, out);
+    }
+    return IQDB_ERROR;
+}
+
 size_t iqdb__index_mem(const iqdb__index *ix) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return sizeof *ix;

@@ -105,6 +105,9 @@ int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__
 
 int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sink *sink);
 int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src);
+/* The vector of a live slot when the store holds none (a codes-only quantized index): the
+ * decoded code into out (dim floats). IQDB_OK, or IQDB_ERROR when the index has no code. */
+int iqdb__index_vector(const iqdb__index *ix, const iqdb__env *env, uint32_t slot, float *out);
 /* Bytes the index structures use (codes excluded). */
 size_t iqdb__index_mem(const iqdb__index *ix);
 /* What iqdb_stats reports about the index. */

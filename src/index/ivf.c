@@ -42,7 +42,9 @@
  *        8     4  dim                         must equal the database's
  *       12     4  metric (iqdb_metric)        must equal the database's
  *       16     4  quantizer (iqdb_quant)      must equal the options'
- *       20     4  flags: bit 0 trained, bit 1 single list (flat + quantizer); others 0
+ *       20     4  flags: bit 0 trained, bit 1 single list (flat + quantizer), bit 2 codes
+ *                 only (the rows' vectors are not stored: the codes are the rows; the store
+ *                 must be in the same state); others 0
  *       24     4  n_lists                     0 untrained; 1 .. 2^20 trained (single: 1)
  *       28     4  code_size                   bytes per code: 0, dim (SQ8), 8*ceil(dim/64)
  *                                             (binary), pq_m (PQ); must match the options
@@ -83,6 +85,7 @@
 #define MAX_LISTS (1u << 20)
 #define F_TRAINED 1u
 #define F_SINGLE 2u
+#define F_CODES_ONLY 4u
 
 enum {
     TRAIN_MIN = 1024, /* rows before the first automatic training */
@@ -312,18 +315,35 @@ static int tmp_alloc(iqdb__mem *mem, build_tmp *t, size_t n, size_t m) {
 
 /* Builds a complete trained state from the live rows into *ns (initialised by the caller).
  * IQDB_OK or IQDB_NOMEM (ns freed). Requires at least one live row. */
+/* A trained row's code, and the vector it stands for (code space: the direction for cosine). */
+static const uint8_t *code_of(const ivf_state *s, uint32_t slot) {
+    return s->lists[s->where[slot]].codes + (size_t)s->pos[slot] * s->quant.code_size;
+}
+static void decode_row(const ivf_state *s, uint32_t slot, float *out) {
+    iqdb__quant_decode(&s->quant, code_of(s, slot), s->cptr[s->where[slot]], out);
+}
+
 static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
     const iqdb__store *st = env->store;
     iqdb__mem *mem = v->mem;
     const size_t n = (size_t)st->count;
     IQDB_ASSERT(n > 0);
+    /* Codes only (the store holds no vectors): retrain on the decoded rows — the sample
+     * decoded into `dec`, every row assigned in chunks decoded into the same buffer — keep the
+     * quantizer's parameters and copy the codes (SQ8 and binary codes do not depend on the
+     * lists). */
+    const int decoded = st->no_vectors;
+    IQDB_ASSERT(!decoded || v->trained);
     uint32_t L = v->single      ? 1u
                  : v->cfg_lists ? (uint32_t)IQDB_MIN((size_t)v->cfg_lists, n)
                                 : auto_lists(n);
     size_t m = IQDB_MIN(n, IQDB_MAX((size_t)v->train_sample, (size_t)L));
     build_tmp t;
     IQDB_TRY(tmp_alloc(mem, &t, n, m));
-    int rc = state_alloc(v, ns, L, IQDB_MAX(st->slots_cap, (size_t)1));
+    size_t dec_bytes = decoded ? m * v->cstride * sizeof(float) : 0;
+    float *dec = decoded ? iqdb__calloc(mem, m * v->cstride, sizeof(float)) : NULL;
+    int rc =
+        decoded && !dec ? IQDB_NOMEM : state_alloc(v, ns, L, IQDB_MAX(st->slots_cap, (size_t)1));
     /* 1. the live rows, and a deterministic sample of m of them */
     size_t j = 0;
     for (size_t slot = 0; slot < st->n_slots; slot++)
@@ -345,6 +365,12 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
         uint32_t a = t.assign[i];
         float sq = st->sqnorm[t.perm[a]];
         t.sample[i] = t.rows[a];
+        if (decoded && dec) {
+            float *row = dec + i * v->cstride;
+            decode_row(&v->st, t.perm[a], row);
+            t.sample[i] = row;
+            sq = env->kern->pair[IQDB__OP_DOT](row, row, v->dim);
+        }
         t.w[i] = sq > 0.0f ? 1.0f / sqrtf(sq) : 0.0f;
     }
     /* 2. centroids */
@@ -356,7 +382,9 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
         rc = iqdb__kmeans(&km, ns->cent, v->cstride, t.sassign);
     }
     /* 3. the quantizer: SQ8 / binary see every row (one cheap pass), PQ the sample's residuals */
-    if (rc == IQDB_OK && ns->quant.kind != IQDB_QUANT_NONE) {
+    if (rc == IQDB_OK && decoded) {
+        rc = iqdb__quant_copy(&ns->quant, &v->st.quant);
+    } else if (rc == IQDB_OK && ns->quant.kind != IQDB_QUANT_NONE) {
         for (size_t i = 0; i < m; i++) t.refs[i] = ns->cptr[t.sassign[i]];
         int pq = ns->quant.kind == IQDB_QUANT_PQ;
         iqdb__qtrain qt = {
@@ -365,9 +393,18 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
         rc = iqdb__quant_train(&ns->quant, &qt);
     }
     /* 4. every live row to its nearest centroid, lists sized exactly, filled in slot order */
-    if (rc == IQDB_OK)
+    if (rc == IQDB_OK && !decoded)
         rc = iqdb__km_assign(env->kern, env->pool, mem, v->mode, t.rows, n, v->dim, ns->cptr, L,
                              t.assign, NULL);
+    for (size_t b = 0; rc == IQDB_OK && decoded && b < n; b += m) { /* chunks of m rows */
+        size_t cn = IQDB_MIN(m, n - b);
+        for (size_t i = 0; i < cn; i++) {
+            t.sample[i] = dec + i * v->cstride;
+            decode_row(&v->st, t.perm[b + i], dec + i * v->cstride);
+        }
+        rc = iqdb__km_assign(env->kern, env->pool, mem, v->mode, t.sample, cn, v->dim, ns->cptr, L,
+                             t.assign + b, NULL);
+    }
     if (rc == IQDB_OK) {
         for (uint32_t l = 0; l < L; l++) ns->lists[l].n = 0;
         for (size_t i = 0; i < n; i++) ns->lists[t.assign[i]].n++;
@@ -386,8 +423,14 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
             lst->slots[lst->n++] = slot;
             widen_range(ns, l, st->sqnorm[slot]);
         }
-        /* 5. codes, in parallel by list */
-        if (ns->quant.code_size) {
+        /* 5. codes: copied (codes only), else encoded in parallel by list */
+        if (decoded) {
+            const size_t cs = ns->quant.code_size;
+            for (uint32_t l = 0; l < L; l++)
+                for (uint32_t i = 0; i < ns->lists[l].n; i++)
+                    memcpy(ns->lists[l].codes + (size_t)i * cs,
+                           code_of(&v->st, ns->lists[l].slots[i]), cs);
+        } else if (ns->quant.code_size) {
             enc_ctx ec = {v, env, ns, 16, 0};
             atomic_init(&ec.rc, IQDB_OK);
             iqdb__pool_run(env->pool, (L + 15u) / 16u, encode_task, &ec);
@@ -395,6 +438,7 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
         }
     }
     iqdb__free(mem, t.rows, t.bytes);
+    iqdb__free(mem, dec, dec_bytes);
     if (rc) state_free(v, ns);
     return rc;
 }
@@ -459,7 +503,8 @@ void iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env) {
 int iqdb__ivf_optimize(iqdb__ivf *v, const iqdb__env *env) {
     uint64_t n = env->store->count;
     if (n == 0) {
-        reset_untrained(v);
+        /* codes only: the codes are the rows' only copy, so the index stays trained */
+        if (!env->store->no_vectors) reset_untrained(v);
         return IQDB_OK;
     }
     ivf_state ns;
@@ -656,15 +701,16 @@ static void order_lists(const iqdb__ivf *v, const float *keys, iqdb__cand *buf, 
 
 int iqdb__ivf_search(const iqdb__ivf *v, const iqdb__env *env, const iqdb__query *q,
                      iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info) {
-    if (!v->trained || q->exact) return iqdb__flat_search(env, q, s, top, info);
+    const int codes_only = env->store->no_vectors;
+    if (!v->trained || (q->exact && !codes_only)) return iqdb__flat_search(env, q, s, top, info);
     const ivf_state *S = &v->st;
     const uint32_t L = S->n_lists;
     const int coded = S->quant.code_size != 0;
     size_t P = q->n_probes ? q->n_probes : v->n_probes;
-    if (P > L) P = L;
+    if (P > L || q->exact) P = L; /* codes only: an exact search scans every code */
     /* scratch: the prepared query, then the list keys; list order; one group of rows */
     size_t qf = coded ? iqdb__quant_query_floats(&S->quant) : 0;
-    IQDB_TRY(iqdb__scratch_fbuf(s, env->mem, qf + L));
+    IQDB_TRY(iqdb__scratch_fbuf(s, env->mem, qf + L + (codes_only ? v->dim : 0)));
     IQDB_TRY(iqdb__scratch_lbuf(s, env->mem, L));
     IQDB_TRY(iqdb__scratch_rows(s, env->mem, GROUP));
     scan_state c;
@@ -676,7 +722,7 @@ int iqdb__ivf_search(const iqdb__ivf *v, const iqdb__env *env, const iqdb__query
     c.top = top;
     if (coded) {
         size_t os = q->oversample ? q->oversample : v->oversample, sl;
-        if (iqdb__mul_overflow(q->k, os, &sl) || sl > env->store->count)
+        if (iqdb__mul_overflow(q->k, os, &sl) || sl > env->store->count || q->exact)
             sl = (size_t)env->store->count;
         IQDB_TRY(iqdb__scratch_cand2(s, env->mem, sl));
         iqdb__topk_init(&c.short_, s->cand2, sl);
@@ -708,7 +754,15 @@ int iqdb__ivf_search(const iqdb__ivf *v, const iqdb__env *env, const iqdb__query
         order_lists(v, keys, s->lbuf, L);
         for (size_t i = P; i < L && c.matched < target; i++) scan_list(&c, s->lbuf[i].slot);
     }
-    if (coded) {
+    if (coded && codes_only) { /* against the decoded rows; work: the dim floats after keys */
+        for (size_t i = 0; i < c.short_.n; i++) {
+            uint32_t slot = c.short_.h[i].slot;
+            iqdb__quant_rerank_code(&S->quant, env, q, &c.short_.h[i], code_of(S, slot),
+                                    S->cptr[S->where[slot]], keys + L, top);
+        }
+        info->n_reranked += (uint32_t)c.short_.n;
+        c.dists += c.short_.n;
+    } else if (coded) {
         iqdb__quant_rerank(env, q, c.short_.h, c.short_.n, top);
         info->n_reranked += (uint32_t)c.short_.n;
         c.dists += c.short_.n;
@@ -754,11 +808,23 @@ static void batch_task(void *arg, size_t task) {
 }
 
 int iqdb__ivf_search_batch(const iqdb__ivf *v, const iqdb__env *env, const iqdb__batch *b) {
-    if (!v->trained || b->proto.exact) return iqdb__flat_search_batch(env, b);
+    if (!v->trained || (b->proto.exact && !env->store->no_vectors))
+        return iqdb__flat_search_batch(env, b);
     batch_ctx c = {v, env, b, 0};
     atomic_init(&c.rc, IQDB_OK);
     iqdb__pool_run(env->pool, (b->nq + QCHUNK - 1) / QCHUNK, batch_task, &c);
     return atomic_load(&c.rc);
+}
+
+int iqdb__ivf_vector(const iqdb__ivf *v, const iqdb__env *env, uint32_t slot, float *out) {
+    const ivf_state *s = &v->st;
+    if (!v->trained || slot >= s->where_cap || s->where[slot] == NO_LIST) return IQDB_ERROR;
+    decode_row(s, slot, out);
+    if (s->quant.normalize) { /* codes hold the direction; the store keeps the norm */
+        float n = sqrtf(IQDB_MAX(env->store->sqnorm[slot], 0.0f));
+        for (uint32_t j = 0; j < v->dim; j++) out[j] *= n;
+    }
+    return IQDB_OK;
 }
 
 /* ---- memory and description --------------------------------------------------------------- */
@@ -827,7 +893,7 @@ int iqdb__ivf_check(const iqdb__ivf *v, const iqdb__env *env) {
                        sqrtf(IQDB_MAX(st->sqnorm[slot], 0.0f)) <= s->nrange[2 * l + 1]))
                 rc = iqdb__fail(NULL, IQDB_CORRUPT, "ivf: slot %u is outside its list's norm range",
                                 slot);
-            else if (cs) {
+            else if (cs && !st->no_vectors) { /* codes only: the codes are the rows */
                 iqdb__quant_encode(&s->quant, env->kern, iqdb__store_vec(st, slot), s->cptr[l],
                                    work, code);
                 if (memcmp(code, lst->codes + (size_t)i * cs, cs))
@@ -862,7 +928,8 @@ int iqdb__ivf_serialize(const iqdb__ivf *v, const iqdb__env *env, iqdb__sink *si
                        v->dim,
                        (uint32_t)v->metric,
                        (uint32_t)v->qkind,
-                       (v->trained ? F_TRAINED : 0u) | (v->single ? F_SINGLE : 0u),
+                       (v->trained ? F_TRAINED : 0u) | (v->single ? F_SINGLE : 0u) |
+                           (env->store->no_vectors ? F_CODES_ONLY : 0u),
                        v->trained ? s->n_lists : 0u,
                        s->quant.code_size};
     uint64_t h64[4] = {env->store->n_slots, rows, v->trained_rows, v->next_train};
@@ -955,7 +1022,10 @@ int iqdb__ivf_load(iqdb__ivf *v, const iqdb__env *env, iqdb__source *src) {
     if (h[2] != v->dim || h[3] != (uint32_t)v->metric || h[4] != (uint32_t)v->qkind)
         return CORRUPT("ivf section: dim / metric / quantizer %u/%u/%u, the database has %u/%u/%u",
                        h[2], h[3], h[4], v->dim, (unsigned)v->metric, (unsigned)v->qkind);
-    if ((flags & ~(F_TRAINED | F_SINGLE)) || ((flags & F_SINGLE) != 0) != (v->single != 0))
+    if ((flags & ~(F_TRAINED | F_SINGLE | F_CODES_ONLY)) ||
+        ((flags & F_SINGLE) != 0) != (v->single != 0) ||
+        ((flags & F_CODES_ONLY) != 0) != (st->no_vectors != 0) ||
+        ((flags & F_CODES_ONLY) && !trained))
         return CORRUPT("ivf section: flags 0x%x", flags);
     if (h[7] != ns.quant.code_size)
         return CORRUPT("ivf section: code size %u, expected %u", h[7], ns.quant.code_size);

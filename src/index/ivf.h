@@ -23,6 +23,8 @@ int iqdb__ivf_search_batch(const iqdb__ivf *v, const iqdb__env *env, const iqdb_
 int iqdb__ivf_serialize(const iqdb__ivf *v, const iqdb__env *env, iqdb__sink *sink);
 int iqdb__ivf_load(iqdb__ivf *v, const iqdb__env *env, iqdb__source *src);
 size_t iqdb__ivf_mem(const iqdb__ivf *v);
+/* Codes only: the decoded vector of a trained row. IQDB_OK or IQDB_ERROR (not in a list). */
+int iqdb__ivf_vector(const iqdb__ivf *v, const iqdb__env *env, uint32_t slot, float *out);
 void iqdb__ivf_describe(const iqdb__ivf *v, iqdb__index_desc *d);
 int iqdb__ivf_check(const iqdb__ivf *v, const iqdb__env *env);
 

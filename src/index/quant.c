@@ -265,6 +265,21 @@ int iqdb__quant_train(iqdb__quant *q, const iqdb__qtrain *t) {
     return rc;
 }
 
+int iqdb__quant_copy(iqdb__quant *dst, const iqdb__quant *src) {
+    IQDB_ASSERT(!dst->trained && src->trained && dst->kind == src->kind && dst->dim == src->dim);
+    dst->ksub = src->ksub;
+    IQDB_TRY(alloc_params(dst));
+    const float *from = src->kind == IQDB_QUANT_SQ8      ? src->lo
+                        : src->kind == IQDB_QUANT_BINARY ? src->thr
+                                                         : src->cb;
+    float *to = dst->kind == IQDB_QUANT_SQ8      ? dst->lo
+                : dst->kind == IQDB_QUANT_BINARY ? dst->thr
+                                                 : dst->cb;
+    memcpy(to, from, param_floats(src) * sizeof(float));
+    if (dst->kind == IQDB_QUANT_PQ) pq_transpose(dst);
+    return IQDB_OK;
+}
+
 /* ---- encode / decode ---------------------------------------------------------------------- */
 
 void iqdb__quant_encode(const iqdb__quant *q, const iqdb__kernels *k, const float *x,
@@ -453,6 +468,15 @@ float iqdb__quant_dist(const iqdb__quant *q, const iqdb__kernels *k, const iqdb_
     float d = 0.0f;
     iqdb__quant_scan(q, k, qq, code, 1, &d);
     return d;
+}
+
+void iqdb__quant_rerank_code(const iqdb__quant *q, const iqdb__env *env, const iqdb__query *qry,
+                             const iqdb__cand *c, const uint8_t *code, const float *ref,
+                             float *work, iqdb__topk *top) {
+    iqdb__quant_decode(q, code, ref, work);
+    float raw = env->kern->pair[env->op](qry->vec, work, q->dim);
+    float sq = q->normalize ? env->kern->pair[IQDB__OP_DOT](work, work, q->dim) : 0.0f;
+    iqdb__topk_push(top, iqdb__finish(env->metric, raw, qry->qnorm, sq), c->seq, c->slot);
 }
 
 void iqdb__quant_rerank(const iqdb__env *env, const iqdb__query *q, const iqdb__cand *cands,

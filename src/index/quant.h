@@ -70,6 +70,8 @@ typedef struct iqdb__qtrain {
 
 /* Trains an initialised, untrained quantizer. IQDB_OK or IQDB_NOMEM (q stays untrained). */
 int iqdb__quant_train(iqdb__quant *q, const iqdb__qtrain *t);
+/* Copies trained parameters into an initialised, untrained quantizer of the same shape. */
+int iqdb__quant_copy(iqdb__quant *dst, const iqdb__quant *src);
 
 /* Floats of work memory iqdb__quant_encode needs. */
 static inline size_t iqdb__quant_work(const iqdb__quant *q) { return q->dim; }
@@ -106,6 +108,12 @@ void iqdb__quant_scan(const iqdb__quant *q, const iqdb__kernels *k, const iqdb__
 /* Proxy distance of one code. */
 float iqdb__quant_dist(const iqdb__quant *q, const iqdb__kernels *k, const iqdb__qquery *qq,
                        const uint8_t *code);
+
+/* Codes only: offers candidate `c` to `top` at the distance between the query and the vector
+ * its code decodes to (against reference `ref`; work: dim floats). */
+void iqdb__quant_rerank_code(const iqdb__quant *q, const iqdb__env *env, const iqdb__query *qry,
+                             const iqdb__cand *c, const uint8_t *code, const float *ref,
+                             float *work, iqdb__topk *top);
 
 /* Offers each shortlisted candidate (slot and sequence; its proxy distance is ignored) to `top`
  * with its exact reported distance from the full-precision row. */

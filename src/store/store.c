@@ -43,6 +43,7 @@ void iqdb__store_destroy(iqdb__store *s) {
     iqdb__free(s->mem, s->meta_len, s->slots_cap * sizeof *s->meta_len);
     iqdb__free(s->mem, s->live, s->slots_cap * sizeof *s->live);
     iqdb__free(s->mem, s->free_list, s->slots_cap * sizeof *s->free_list);
+    iqdb__free_aligned(s->mem, s->staging, s->staging ? (size_t)s->stride * sizeof(float) : 0);
     iqdb__idmap_destroy(&s->map);
     memset(s, 0, sizeof *s);
 }
@@ -85,6 +86,7 @@ int iqdb__store_reserve(iqdb__store *s, size_t n) {
         if (ncap > (size_t)IQDB__MAX_SLOTS) ncap = IQDB__MAX_SLOTS;
         IQDB_TRY(grow_columns(s, ncap));
     }
+    if (s->no_vectors) return IQDB_OK; /* no arena to grow */
     size_t rows = (size_t)1 << s->chunk_shift;
     size_t chunks_need = (need + rows - 1) / rows;
     if (chunks_need > s->chunks_cap) {
@@ -110,7 +112,8 @@ uint32_t iqdb__store_add(iqdb__store *s, uint64_t id, const float *vec, float sq
         slot = s->free_list[--s->n_free];
     else
         slot = (uint32_t)s->n_slots++;
-    IQDB_ASSERT(slot < s->slots_cap && (slot >> s->chunk_shift) < s->n_chunks);
+    IQDB_ASSERT(slot < s->slots_cap && (s->no_vectors || (slot >> s->chunk_shift) < s->n_chunks));
+    if (s->no_vectors) s->staging_slot = slot;
     memcpy(iqdb__store_vec(s, slot), vec, (size_t)s->dim * sizeof(float));
     s->ids[slot] = id;
     s->seqs[slot] = s->next_seq++;
@@ -135,7 +138,24 @@ void iqdb__store_remove(iqdb__store *s, uint32_t slot) {
 }
 
 size_t iqdb__store_mem_vectors(const iqdb__store *s) {
-    return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *));
+    size_t staging = s->staging ? (size_t)s->stride * sizeof(float) + 64 + sizeof(void *) : 0;
+    return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *)) + staging;
+}
+
+int iqdb__store_drop_vectors(iqdb__store *s) {
+    if (s->no_vectors) return IQDB_OK;
+    float *st = iqdb__alloc_aligned(s->mem, (size_t)s->stride * sizeof(float));
+    if (!st) return IQDB_NOMEM;
+    memset(st, 0, (size_t)s->stride * sizeof(float)); /* the padding stays zero */
+    for (size_t c = 0; c < s->n_chunks; c++)
+        iqdb__free_aligned(s->mem, s->chunks[c], chunk_bytes(s));
+    iqdb__free(s->mem, s->chunks, s->chunks_cap * sizeof *s->chunks);
+    s->chunks = NULL;
+    s->n_chunks = s->chunks_cap = 0;
+    s->staging = st;
+    s->staging_slot = IQDB__NO_SLOT;
+    s->no_vectors = 1;
+    return IQDB_OK;
 }
 size_t iqdb__store_mem_rows(const iqdb__store *s) {
     return s->slots_cap * SLOT_BYTES + s->chunks_cap * sizeof *s->chunks + iqdb__idmap_mem(&s->map);

@@ -120,7 +120,12 @@ static void m_hnsw(iqdb_options *o) { o->index = IQDB_INDEX_HNSW; }
 static void m_quant_kind(iqdb_options *o) { o->quant.kind = (iqdb_quant)4; }
 static void m_quant_pq_m(iqdb_options *o) { o->quant.pq_m = 5; } /* dim is 4 */
 static void m_quant_oversample(iqdb_options *o) { o->quant.oversample = IQDB_MAX_OVERSAMPLE + 1; }
-static void m_quant_reserved(iqdb_options *o) { o->quant.reserved = 1; }
+static void m_quant_flags(iqdb_options *o) { o->quant.flags = 2; }
+static void m_codes_only_none(iqdb_options *o) { o->quant.flags = IQDB_QUANT_CODES_ONLY; }
+static void m_codes_only_pq(iqdb_options *o) {
+    o->quant.kind = IQDB_QUANT_PQ;
+    o->quant.flags = IQDB_QUANT_CODES_ONLY;
+}
 static void m_quant_hnsw(iqdb_options *o) {
     o->index = IQDB_INDEX_HNSW;
     o->quant.kind = IQDB_QUANT_SQ8;
@@ -152,7 +157,9 @@ static void test_api_open_bad_options(void **state) {
         {"20.quant_kind", m_quant_kind, IQDB_INVALID},
         {"21.quant_pq_m", m_quant_pq_m, IQDB_INVALID},
         {"22.quant_oversample", m_quant_oversample, IQDB_INVALID},
-        {"23.quant_reserved", m_quant_reserved, IQDB_INVALID},
+        {"23.quant_flags", m_quant_flags, IQDB_INVALID},
+        {"25.codes_only_without_quantizer", m_codes_only_none, IQDB_INVALID},
+        {"26.codes_only_pq", m_codes_only_pq, IQDB_INVALID},
         {"24.quant_hnsw", m_quant_hnsw, IQDB_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

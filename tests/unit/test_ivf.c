@@ -1026,6 +1026,134 @@ static void test_ivf_differential(void **state) {
     run_differential(IQDB_METRIC_L1, IQDB_QUANT_NONE, 5);
 }
 
+/* ---- codes only ------------------------------------------------------------------------------ */
+
+static iqdb *open_codes_only(uint32_t dim, iqdb_metric m, iqdb_index_kind kind, iqdb_quant q) {
+    iqdb_options o;
+    iqdb_options_init(&o, dim, m);
+    o.allocator = iqdbt_allocator(&A, 1);
+    o.index = kind;
+    o.quant.kind = q;
+    o.quant.flags = IQDB_QUANT_CODES_ONLY;
+    o.threads = 2;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    return db;
+}
+
+/* Codes only: the vectors are released at the first training; get returns the decoded vector
+ * (SQ8: within half a step); every reported distance is the metric to that vector; an exact
+ * search scans every code and equals probing every list; writes, optimize (retraining on the
+ * decoded rows), deletes down to empty, and the serialize -> load round trip all keep working;
+ * recall against the original vectors stays high for SQ8. */
+static void run_codes_only(iqdb_metric m, iqdb_index_kind kind, iqdb_quant quant) {
+    printf("codes only: %s %s %s\n", metric_name(m), kind == IQDB_INDEX_IVF ? "ivf" : "flat",
+           quant_name(quant));
+    const uint32_t dim = 24;
+    dataset ds = gen(m, 2000, dim, 12, 130 + (uint64_t)m);
+    iqdb *db = open_codes_only(dim, m, kind, quant);
+    load_rows(db, &ds, 0, 1000, 0);
+    iqdb_stats st = stats_of(db);
+    assert_int_equal(st.trained, 0);
+    assert_true(st.mem_vectors >= 1000ull * dim * sizeof(float)); /* stored in full so far */
+    load_rows(db, &ds, 1000, 1500, 0);                            /* trains at 1024: dropped */
+    st = stats_of(db);
+    assert_int_equal(st.trained, 1);
+    assert_true(st.mem_vectors < 4096); /* a one-row staging area */
+    assert_true(st.mem_codes >= 1500ull * st.code_bytes);
+    load_rows(db, &ds, 1500, 2000, 0); /* inserted as codes only */
+    float v[24], q[8 * 24];
+    /* get: close to the original; for the rows the quantizer was trained on (ids < 1024) within
+     * half a step (spans are below 3.6, so steps below 0.0142); later rows may fall outside the
+     * trained ranges and be clamped */
+    double max_err[2] = {0, 0};
+    for (iqdb_id id = 0; id < 2000; id += 7) {
+        assert_int_equal(iqdb_get(db, id, v, NULL), IQDB_OK);
+        double nv = 1, nx = 1; /* cosine codes hold directions: compare those */
+        if (m == IQDB_METRIC_COSINE) {
+            nv = sqrt(iqdbt_dist(IQDB_METRIC_DOT, v, v, dim) * -1);
+            nx = sqrt(iqdbt_dist(IQDB_METRIC_DOT, ds.x + id * dim, ds.x + id * dim, dim) * -1);
+        }
+        for (uint32_t j = 0; j < dim; j++)
+            max_err[id >= 1024] =
+                fmax(max_err[id >= 1024], fabs(v[j] / nv - ds.x[id * dim + j] / nx));
+    }
+    printf("  largest component error of get: %.4f (trained rows), %.4f (later rows)\n", max_err[0],
+           max_err[1]);
+    if (quant == IQDB_QUANT_SQ8) assert_true(max_err[0] <= 0.0072 && max_err[1] < 0.3);
+    gen_queries(q, 8, dim, m, &ds, 3);
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 8; i++) { /* distances are the metric to the decoded vectors */
+            iqdb_hit h[K];
+            size_t n;
+            assert_int_equal(iqdb_search(db, q + i * dim, K, &p, h, &n, NULL), IQDB_OK);
+            assert_int_equal(n, K);
+            check_hits(db, m, q + i * dim, dim, h, n, -1);
+        }
+        iqdb_search_params all = p;
+        all.n_probes = 1u << 20;
+        all.oversample = IQDB_MAX_OVERSAMPLE;
+        assert_exact(db, q, 8, dim, K, &all, "codes only, every code");
+        assert_int_equal(iqdb_check(db), IQDB_OK);
+        if (round == 0) assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    }
+    /* recall against the original vectors (an exact flat database of the same rows) */
+    iqdb *ref = open_db(dim, m, IQDB_INDEX_FLAT, IQDB_QUANT_NONE, 0, 1);
+    load_rows(ref, &ds, 0, 2000, 0);
+    size_t good = 0;
+    p.n_probes = 16;
+    for (int i = 0; i < 8; i++) {
+        iqdb_hit h[K], e[K];
+        size_t n, ne;
+        iqdb_search(db, q + i * dim, K, &p, h, &n, NULL);
+        iqdb_search(ref, q + i * dim, K, NULL, e, &ne, NULL);
+        for (size_t a = 0; a < n; a++)
+            for (size_t b = 0; b < ne; b++) good += h[a].id == e[b].id;
+    }
+    printf("  recall@10 against the original vectors: %.3f\n", good / 80.0);
+    if (quant == IQDB_QUANT_SQ8) assert_true(good >= 64);
+    iqdb_close(ref);
+    /* round trip into a twin built the same way */
+    iqdb *twin = open_codes_only(dim, m, kind, quant);
+    load_rows(twin, &ds, 0, 2000, 0);
+    iqdbt_membuf x = serialize(db);
+    assert_int_equal(load(twin, x.p, x.n), IQDB_OK);
+    iqdbt_membuf y = serialize(twin);
+    assert_int_equal(x.n, y.n);
+    assert_memory_equal(x.p, y.p, x.n);
+    assert_int_equal(iqdb_check(twin), IQDB_OK);
+    free(x.p);
+    free(y.p);
+    /* a codes-only section does not load into a database that still has its vectors */
+    iqdb *full = open_db(dim, m, kind, quant, 0, 1);
+    load_rows(full, &ds, 0, 2000, 0);
+    x = serialize(db);
+    assert_int_equal(load(full, x.p, x.n), IQDB_CORRUPT);
+    free(x.p);
+    iqdb_close(full);
+    iqdb_close(twin);
+    /* deleted down to nothing, optimized, refilled: the codes stay the rows */
+    for (iqdb_id id = 0; id < 2000; id++) iqdb_delete(db, id, NULL);
+    assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    assert_int_equal(stats_of(db).trained, 1);
+    load_rows(db, &ds, 0, 100, 0);
+    assert_int_equal(iqdb_get(db, 5, v, NULL), IQDB_OK);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    iqdb_close(db);
+    free(ds.x);
+}
+
+static void test_ivf_codes_only(void **state) {
+    (void)state;
+    run_codes_only(IQDB_METRIC_L2, IQDB_INDEX_IVF, IQDB_QUANT_SQ8);
+    run_codes_only(IQDB_METRIC_COSINE, IQDB_INDEX_IVF, IQDB_QUANT_SQ8);
+    run_codes_only(IQDB_METRIC_DOT, IQDB_INDEX_FLAT, IQDB_QUANT_SQ8);
+    run_codes_only(IQDB_METRIC_L1, IQDB_INDEX_FLAT, IQDB_QUANT_SQ8);
+    run_codes_only(IQDB_METRIC_L2, IQDB_INDEX_FLAT, IQDB_QUANT_BINARY);
+}
+
 /* ---- threads: training and batch search on the pool while other threads search and write --- */
 
 typedef struct thr_ctx {
@@ -1100,6 +1228,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_ivf_load_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ivf_load_pq_code_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ivf_differential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ivf_codes_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ivf_threads, setup, teardown),
     };
     return cmocka_run_group_tests_name("ivf", tests, NULL, NULL);

@@ -20,7 +20,14 @@ static iqdbt_alloc A;
 static iqdb_allocator AL;
 
 /* What fresh_db builds. */
-enum { MODE_FLAT, MODE_IVF_UNTRAINED, MODE_IVF_TRAINED, MODE_SQ8_TRAINED, MODE_IVF_THRESHOLD };
+enum {
+    MODE_FLAT,
+    MODE_IVF_UNTRAINED,
+    MODE_IVF_TRAINED,
+    MODE_SQ8_TRAINED,
+    MODE_IVF_THRESHOLD,
+    MODE_CODES_ONLY /* flat SQ8 with IQDB_QUANT_CODES_ONLY, trained: no vectors stored */
+};
 static int mode = MODE_FLAT;
 
 /* ---- state snapshots ------------------------------------------------------------------------ */
@@ -92,6 +99,15 @@ static void assert_same(const snapshot *a, const snapshot *b, const char *op, lo
 /* ---- fixtures ---------------------------------------------------------------------------------
  */
 
+/* Equal vectors; codes only: within half an SQ8 step (the values span -11..11: 22/255/2). */
+static void assert_vec(const float *want, const float *got) {
+    for (int j = 0; j < DIM; j++)
+        if (mode == MODE_CODES_ONLY ? fabsf(want[j] - got[j]) > 0.044f : want[j] != got[j]) {
+            print_error("component %d: %g, expected %g\n", j, got[j], want[j]);
+            fail();
+        }
+}
+
 static void vec_of(float *v, uint64_t id, int version) {
     for (int j = 0; j < DIM; j++)
         v[j] = (float)((id * 7 + (uint64_t)j * 3 + (uint64_t)version) % 23) - 11;
@@ -111,8 +127,9 @@ static iqdb *fresh_db(iqdb_metric metric) {
     iqdb_options_init(&o, DIM, metric);
     o.allocator = AL;
     o.threads = 2;
-    if (mode != MODE_FLAT) o.index = IQDB_INDEX_IVF;
-    if (mode == MODE_SQ8_TRAINED) o.quant.kind = IQDB_QUANT_SQ8;
+    if (mode != MODE_FLAT && mode != MODE_CODES_ONLY) o.index = IQDB_INDEX_IVF;
+    if (mode == MODE_SQ8_TRAINED || mode == MODE_CODES_ONLY) o.quant.kind = IQDB_QUANT_SQ8;
+    if (mode == MODE_CODES_ONLY) o.quant.flags = IQDB_QUANT_CODES_ONLY;
     iqdb *db;
     assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
     float v[DIM];
@@ -122,7 +139,7 @@ static iqdb *fresh_db(iqdb_metric metric) {
         assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
         iqdb_meta_destroy(m);
     }
-    if (mode == MODE_IVF_TRAINED || mode == MODE_SQ8_TRAINED)
+    if (mode == MODE_IVF_TRAINED || mode == MODE_SQ8_TRAINED || mode == MODE_CODES_ONLY)
         assert_int_equal(iqdb_optimize(db), IQDB_OK);
     if (mode == MODE_IVF_THRESHOLD) { /* 1020 rows: 4 short of the automatic training */
         iqdb_id ids[980];
@@ -171,7 +188,7 @@ static void verify_upsert_new(iqdb *db) {
     float v[DIM], w[DIM];
     vec_of(v, 50, 1);
     assert_int_equal(iqdb_get(db, 50, w, NULL), IQDB_OK);
-    assert_memory_equal(v, w, sizeof v);
+    assert_vec(v, w);
 }
 
 static int op_upsert_replace(iqdb **db) {
@@ -186,7 +203,7 @@ static void verify_upsert_replace(iqdb *db) {
     float v[DIM], w[DIM];
     vec_of(v, 5, 2);
     assert_int_equal(iqdb_get(db, 5, w, NULL), IQDB_OK);
-    assert_memory_equal(v, w, sizeof v);
+    assert_vec(v, w);
 }
 
 static int op_upsert_batch(iqdb **db) {
@@ -208,7 +225,7 @@ static void verify_upsert_batch(iqdb *db) {
     float v[DIM], w[DIM];
     vec_of(v, 41, 3 + 6); /* the later duplicate */
     assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
-    assert_memory_equal(v, w, sizeof v);
+    assert_vec(v, w);
 }
 
 static int op_delete(iqdb **db) {
@@ -301,6 +318,7 @@ static void verify_optimize(iqdb *db) {
     iqdb_stats st = {.struct_size = sizeof st};
     assert_int_equal(iqdb_stats_get(db, &st), IQDB_OK);
     assert_int_equal(st.trained, mode != MODE_FLAT);
+    assert_int_equal(st.mem_vectors < 1024, mode == MODE_CODES_ONLY);
 }
 static int op_stats(iqdb **db) {
     iqdb_stats s = {.struct_size = sizeof s};
@@ -437,6 +455,12 @@ static void test_oom_ivf_sq8_trained(void **s) {
     ivf_ops();
     mode = MODE_FLAT;
 }
+static void test_oom_codes_only(void **s) {
+    (void)s;
+    mode = MODE_CODES_ONLY;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
 static void test_oom_ivf_training_threshold(void **s) {
     (void)s;
     mode = MODE_IVF_THRESHOLD; /* the batch brings 1020 rows to 1027: training runs after it */
@@ -529,6 +553,7 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_ivf_trained, setup),
         cmocka_unit_test_setup(test_oom_ivf_sq8_trained, setup),
         cmocka_unit_test_setup(test_oom_ivf_training_threshold, setup),
+        cmocka_unit_test_setup(test_oom_codes_only, setup),
     };
     return cmocka_run_group_tests_name("oom", tests, NULL, NULL);
 }
