@@ -704,15 +704,16 @@ typedef enum iqdb_strategy {
     IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row (also an untrained IVF or
                                           quantized index, and params.exact) */
     IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
-    IQDB_STRATEGY_IVF = 3,           /**< scanned the nearest IVF lists (n_lists_scanned of
+    IQDB_STRATEGY_IVF = 5,           /**< scanned the nearest IVF lists (n_lists_scanned of
                                           them: more than n_probes when the probed lists held
                                           fewer than k rows) */
-    IQDB_STRATEGY_IVF_FILTERED = 4,  /**< as IVF, with the filter evaluated inside the lists;
+    IQDB_STRATEGY_IVF_FILTERED = 6,  /**< as IVF, with the filter evaluated inside the lists;
                                           more lists are scanned until k rows match or every
                                           list has been scanned */
-    IQDB_STRATEGY_CODES = 5,         /**< flat index with a quantizer: every code scanned, the
+    IQDB_STRATEGY_CODES = 7,         /**< flat index with a quantizer: every code scanned, the
                                           shortlist re-ranked */
-    IQDB_STRATEGY_CODES_FILTERED = 6 /**< as CODES, over the rows matching the filter */
+    IQDB_STRATEGY_CODES_FILTERED = 8 /**< as CODES, over the rows matching the filter */
+    /* 3 and 4 are the HNSW strategies (IQDB_STRATEGY_HNSW, IQDB_STRATEGY_HNSW_FILTERED) */
 } iqdb_strategy;
 
 /**
