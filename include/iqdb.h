@@ -138,6 +138,23 @@ enum iqdb_status {
 /** The primary code of a possibly extended status. */
 #define IQDB_PRIMARY(rc) ((rc)&0xff)
 
+/** Extended IQDB_IOERR codes: which operating-system call failed (iqdb_errmsg has its errno). */
+#define IQDB_IOERR_OPEN (IQDB_IOERR | (1 << 8))     /**< opening a file */
+#define IQDB_IOERR_READ (IQDB_IOERR | (2 << 8))     /**< reading */
+#define IQDB_IOERR_WRITE (IQDB_IOERR | (3 << 8))    /**< writing (also a failed close) */
+#define IQDB_IOERR_FSYNC (IQDB_IOERR | (4 << 8))    /**< fsync of a file: see IQDB_FATAL */
+#define IQDB_IOERR_TRUNCATE (IQDB_IOERR | (5 << 8)) /**< truncating */
+#define IQDB_IOERR_RENAME (IQDB_IOERR | (6 << 8))   /**< renaming the new snapshot into place */
+#define IQDB_IOERR_DELETE (IQDB_IOERR | (7 << 8))   /**< removing a file */
+#define IQDB_IOERR_DIRSYNC (IQDB_IOERR | (8 << 8))  /**< fsync of the directory */
+#define IQDB_IOERR_SIZE (IQDB_IOERR | (9 << 8))     /**< reading a file's size */
+#define IQDB_IOERR_LOCK (IQDB_IOERR | (10 << 8))    /**< the lock call itself failed */
+#define IQDB_IOERR_NOSPACE (IQDB_IOERR | (11 << 8)) /**< the disk (or quota) is full */
+
+/** Extended IQDB_CORRUPT codes: which file failed its checks. */
+#define IQDB_CORRUPT_SNAPSHOT (IQDB_CORRUPT | (1 << 8)) /**< the snapshot file */
+#define IQDB_CORRUPT_WAL (IQDB_CORRUPT | (2 << 8))      /**< the write-ahead log */
+
 /**
  * A static, never-NULL English description of a status code (primary or extended); unknown
  * codes give "unknown status code".
@@ -237,6 +254,41 @@ IQDB_API int iqdb_simd_available(iqdb_simd level);
 /** "auto", "scalar", "avx2", "avx512", "neon" or "unknown". Static. Threads: shared. */
 IQDB_API const char *iqdb_simd_name(iqdb_simd level);
 
+/**
+ * When a write's WAL record is made durable (fsync) — what a power loss can cost. See the
+ * Durability section of docs/guide.md. A process crash (the program dies, the machine keeps
+ * running) loses nothing that was acknowledged under any policy: the record is in the operating
+ * system's cache once the call returns.
+ *  ALWAYS    a write returns only after its record is on disk (concurrent writers share one
+ *            fsync: group commit). A power loss loses no acknowledged write. The D of ACID.
+ *  PERIODIC  writes return once the record is written to the OS; a background thread fsyncs
+ *            every sync_period_ms. A power loss loses at most the writes of the last period.
+ *  NEVER     iqdb never fsyncs the WAL (checkpoints still fsync the snapshot). A power loss
+ *            loses the writes since the last checkpoint the OS had not yet flushed.
+ * Under every policy a crash leaves the database at a prefix of the writes (no gap, nothing
+ * invented, batches whole): atomicity and consistency never depend on the policy.
+ */
+typedef enum iqdb_sync {
+    IQDB_SYNC_DEFAULT = 0, /**< ALWAYS */
+    IQDB_SYNC_ALWAYS = 1,
+    IQDB_SYNC_PERIODIC = 2,
+    IQDB_SYNC_NEVER = 3
+} iqdb_sync;
+
+/**
+ * Snapshot compression. The WAL is never compressed. A codec not compiled into this build
+ * (see iqdb_compression_available) is IQDB_UNSUPPORTED at open, for writing and for reading.
+ */
+typedef enum iqdb_compression {
+    IQDB_COMPRESS_DEFAULT = 0, /**< NONE */
+    IQDB_COMPRESS_NONE = 1,
+    IQDB_COMPRESS_ZSTD = 2, /**< levels 1..22, default 3 */
+    IQDB_COMPRESS_LZ4 = 3   /**< level 1 = fast (default), 2..12 = LZ4HC */
+} iqdb_compression;
+
+/** 1 if snapshots can be written and read with `c` in this build. Threads: shared. Since: 0.1. */
+IQDB_API int iqdb_compression_available(iqdb_compression c);
+
 /* ============================================================================================ */
 /* Allocator hooks                                                                              */
 /* ============================================================================================ */
@@ -319,6 +371,18 @@ typedef struct iqdb_options {
         uint32_t train_sample; /**< most vectors sampled for k-means; default 65536 */
         uint32_t reserved;     /**< must be 0 */
     } ivf;
+    /* Durability: used when iqdb_open is given a path (see docs/guide.md, "Durability"). */
+    iqdb_sync sync;               /**< when WAL records are fsynced; default ALWAYS */
+    uint32_t sync_period_ms;      /**< PERIODIC: fsync at most this long after a write,
+                                       1 .. 3,600,000; 0 = 1000 */
+    iqdb_compression compression; /**< codec of the snapshots this handle writes; default
+                                       NONE (reading handles whatever the file holds) */
+    int32_t compression_level;    /**< 0 = the codec's default; see iqdb_compression */
+    uint64_t checkpoint_bytes;    /**< checkpoint automatically once the WAL grows past this
+                                       many bytes; 0 = 64 MiB; UINT64_MAX = never */
+    uint32_t read_only;           /**< non-zero: open an existing database for reading only:
+                                       no lock, no file is changed, writes get IQDB_READONLY */
+    uint32_t durability_reserved; /**< must be 0 */
     /**
      * Quantization (used with IQDB_INDEX_FLAT and IQDB_INDEX_IVF; HNSW: IQDB_UNSUPPORTED for
      * now). A flat index with a quantizer scans every code and re-ranks a shortlist; it trains
@@ -351,28 +415,63 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
 
 /**
  * Opens a database. `path` NULL opens an in-memory database that lives until iqdb_close.
- * (Durable files arrive with the storage layer; a non-NULL path currently returns
- * IQDB_UNSUPPORTED.)
  *
- * On success *out is the new handle. On failure *out is NULL and iqdb_errmsg(NULL) explains.
+ * A path names a durable database: the snapshot file `path`, the write-ahead log `path.wal`
+ * beside it, and during a checkpoint `path.tmp` (formats: docs/FORMAT.md). The directory must
+ * exist. A missing database is created (an empty snapshot is written and synced before iqdb_open
+ * returns). An existing one is recovered: its snapshot is loaded — rows, metadata and the
+ * index's own structures, so nothing is rebuilt — and the WAL records after it are replayed. A
+ * torn WAL tail left by a crash is cut off on disk. The dimension and metric must equal the
+ * stored ones (IQDB_MISMATCH); the index kind and its parameters are taken from the file, and
+ * those of `opts` are ignored. A handle that opens for writing holds an exclusive lock on the
+ * WAL until iqdb_close: another open for writing, in this process or another, gets IQDB_BUSY.
+ *
+ * On success *out is the new handle. On failure *out is NULL, nothing is left open or
+ * allocated, and iqdb_errmsg(NULL) explains.
  * Returns IQDB_OK; IQDB_MISUSE (opts or out NULL, opts->struct_size smaller than the fields up
  * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd / quant
  * value, threads > IQDB_MAX_THREADS, an HNSW, IVF or quant parameter out of range, flags or a
- * reserved field != 0, an allocator
- * with alloc set but free missing or the reverse); IQDB_UNSUPPORTED (a SIMD level this CPU
- * cannot run was forced by option or by IQDB_SIMD; an index kind not yet available; a
- * quantizer with an index that cannot use it yet; a larger options struct with non-zero bytes
- * this library does not know); IQDB_NOMEM.
+ * reserved field != 0, an allocator with alloc set but free missing or the reverse, an unknown
+ * sync policy or compression, a period or level out of range, an empty path); IQDB_UNSUPPORTED
+ * (a SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; an index kind not yet
+ * available; a quantizer with an index that cannot use it yet; IQDB_QUANT_CODES_ONLY with a
+ * path (codes-only databases are in memory only for now); a compression not compiled in, asked
+ * for or found in the file; a larger options struct with non-zero bytes this library does not
+ * know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no database), IQDB_BUSY,
+ * IQDB_MISMATCH, IQDB_FORMAT (not an iqdb file, or a newer format version),
+ * IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or structural check failed — for IVF
+ * and quantized indexes also any inconsistent centroid, list, quantizer parameter or code; a
+ * damaged WAL record that a later record proves had been synced is corruption, never skipped;
+ * damage with no such proof is a torn tail from a crash and is cut off: docs/FORMAT.md, rule 4),
+ * IQDB_IOERR_* (the extended code names the failed call).
  * Threads: shared (each call makes a new handle). Since: 0.1.
  */
 IQDB_API int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out);
 
 /**
- * Closes the handle and frees everything it owns. NULL is a no-op returning IQDB_OK. After the
- * call the handle must not be used.
+ * Closes the handle and frees everything it owns. A durable handle first checkpoints (unless it
+ * is read-only, fatal, or nothing was written since the last checkpoint), then stops its sync
+ * thread, releases the lock and closes its files. The handle is freed whatever happens; the
+ * return value says whether the final checkpoint succeeded (when it did not, the WAL still
+ * holds every acknowledged write and the next open replays it). NULL is a no-op returning
+ * IQDB_OK.
+ * Returns IQDB_OK; IQDB_FATAL (the handle had failed an fsync: nothing more was written);
+ * IQDB_IOERR_* or IQDB_NOMEM from the checkpoint.
  * Threads: none — no other call on `db` may run during or after it. Since: 0.1.
  */
 IQDB_API int iqdb_close(iqdb *db);
+
+/**
+ * Folds the WAL into a new snapshot: writes the whole database to `path.tmp`, fsyncs it, renames
+ * it over the snapshot, fsyncs the directory, then resets the WAL. Searches continue meanwhile;
+ * writes wait. A failure before the rename leaves the old snapshot and WAL in charge and the
+ * handle usable; a failed fsync of the directory makes the handle fatal (IQDB_FATAL for later
+ * writes). Checkpoints also run automatically when the WAL passes options.checkpoint_bytes, and
+ * at iqdb_close. An in-memory handle has nothing to do and returns IQDB_OK.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_READONLY; IQDB_FATAL; IQDB_NOMEM; IQDB_IOERR_*.
+ * Threads: exclusive for writers, shared for searches. Since: 0.1.
+ */
+IQDB_API int iqdb_checkpoint(iqdb *db);
 
 /* ============================================================================================ */
 /* Metadata                                                                                     */
@@ -633,6 +732,15 @@ IQDB_API void iqdb_filter_destroy(iqdb_filter *f);
  * Returns IQDB_OK; IQDB_MISUSE (db or vec NULL, closed handle); IQDB_INVALID (a NaN or
  * infinite component); IQDB_FULL (the row limit); IQDB_NOMEM. On failure nothing changed.
  * The dimension is implied by the handle: `vec` must point to dim floats.
+ *
+ * Durable handles (see iqdb_sync): the write is logged to the WAL before the call returns, and
+ * under ALWAYS it returns only once the record is on disk. It becomes visible to searches
+ * before its fsync completes (a search may see a write whose fsync then fails). Also returns
+ * IQDB_READONLY; IQDB_FATAL (an earlier fsync failed: the handle refuses writes until it is
+ * reopened, and keeps serving reads); IQDB_IOERR_* (writing the WAL failed: nothing changed;
+ * IQDB_IOERR_NOSPACE when the disk is full). IQDB_IOERR_FSYNC is the one failure after which
+ * the write is visible in memory but was not acknowledged: whether it survives a reopen is
+ * unknown, and the handle is fatal from then on.
  * Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta *meta);
@@ -642,6 +750,8 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * later duplicate id replaces an earlier one), or none is and the database is unchanged.
  * `vecs` holds n * dim floats, row after row. `metas` may be NULL (no metadata for any record),
  * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK.
+ * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
+ * would pass 1 GiB is refused with IQDB_INVALID.
  * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg.
  * Threads: exclusive. Since: 0.1.
  */
@@ -660,7 +770,10 @@ IQDB_API int iqdb_get(iqdb *db, iqdb_id id, float *vec_out, iqdb_meta **meta_out
 
 /**
  * Deletes the record `id`. *existed (may be NULL) is 1 if it was there, 0 if not; deleting an
- * absent id is not an error. Returns IQDB_OK or IQDB_MISUSE.
+ * absent id is not an error and writes nothing to the WAL. Returns IQDB_OK or IQDB_MISUSE; for
+ * durable handles also IQDB_READONLY, IQDB_FATAL and IQDB_IOERR_* as iqdb_upsert (also when the
+ * id is absent, so a fatal handle reports itself), and IQDB_NOMEM. On failure *existed is 0 and
+ * nothing changed.
  * Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_delete(iqdb *db, iqdb_id id, int *existed);
@@ -789,6 +902,18 @@ typedef struct iqdb_stats {
     uint64_t mem_index;   /**< the index structures (IVF: centroids, lists, slot maps,
                                quantizer parameters), codes excluded */
     uint64_t mem_scratch; /**< search scratch and worker state */
+    /* Durability (0 for in-memory handles). */
+    int durable;             /**< 1 for a handle opened with a path */
+    int read_only;           /**< 1 for a read-only handle */
+    int fatal;               /**< 1 once an fsync failed (writes refused until reopen) */
+    iqdb_sync sync;          /**< the policy in use */
+    uint64_t last_lsn;       /**< LSN of the latest logged write */
+    uint64_t durable_lsn;    /**< highest LSN known to be on disk (WAL fsync or snapshot) */
+    uint64_t checkpoint_lsn; /**< the LSN the snapshot file includes */
+    uint64_t generation;     /**< the snapshot's generation (+1 per checkpoint) */
+    uint64_t wal_bytes;      /**< current size of the WAL file */
+    uint64_t wal_syncs;      /**< WAL fsyncs done by this handle */
+    uint64_t checkpoints;    /**< checkpoints done by this handle */
     /* Since 0.1 (IVF and quantization). Bytes per vector of a component = mem_x / count. */
     uint64_t mem_codes;    /**< quantized codes (not part of mem_index) */
     iqdb_quant quant;      /**< the quantizer */
@@ -807,8 +932,11 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
  * Verifies the handle's internal invariants: the id map and the row slots agree, every stored
  * vector is finite, every metadata record decodes, the index passes its own check (IVF: every
  * live row is in exactly one list and no dead row is in any, centroids and quantizer
- * parameters are finite, every code equals a fresh encoding of its row).
- * Returns IQDB_OK or IQDB_CORRUPT (iqdb_errmsg says what failed); IQDB_MISUSE; IQDB_NOMEM.
+ * parameters are finite, every code equals a fresh encoding of its row). For a durable handle
+ * it also reads the files back and verifies every checksum: the snapshot's header, section
+ * table, every block and section, and every WAL record up to the end of the log.
+ * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
+ * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_check(iqdb *db);
@@ -822,8 +950,13 @@ IQDB_API int iqdb_check(iqdb *db);
  *    threshold; an empty one returns to the untrained state).
  *  - HNSW: compaction (removes deleted nodes and repairs their neighbours).
  * The new structures are built before the old ones are released: on failure (IQDB_NOMEM) the
- * database is unchanged, and until the call returns every other call waits.
- * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM. Threads: exclusive. Since: 0.1.
+ * database is unchanged, and until the call returns every other call waits. On a durable
+ * handle the rebuilt index is then checkpointed (it has no WAL record), so a reopen — also
+ * after a crash — loads it instead of training again; if that checkpoint fails the call
+ * returns its error, the handle keeps the rebuilt index and the next checkpoint (or
+ * iqdb_close) stores it.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY (a read-only handle); IQDB_FATAL;
+ * the codes of iqdb_checkpoint. Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_optimize(iqdb *db);
 

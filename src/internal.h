@@ -121,6 +121,21 @@ static inline int iqdb__mul_overflow(size_t a, size_t b, size_t *out) {
 /* Duplicates `n` bytes and appends a NUL. */
 char *iqdb__strndup(iqdb__mem *m, const char *s, size_t n);
 
+/* ---- serialization streams --------------------------------------------------------------- */
+
+/* Byte sink and source for the serialize / load verbs of the store, the key dictionary and the
+ * indexes; the persistence layer supplies them. write takes all n bytes or fails; read fills all
+ * n bytes or fails (IQDB_CORRUPT when the data ends first). Either may return IQDB_NOMEM or an
+ * I/O code. */
+typedef struct iqdb__sink {
+    int (*write)(void *ctx, const void *p, size_t n);
+    void *ctx;
+} iqdb__sink;
+typedef struct iqdb__source {
+    int (*read)(void *ctx, void *p, size_t n);
+    void *ctx;
+} iqdb__source;
+
 /* ---- small helpers ---------------------------------------------------------------------- */
 
 /* 1 when every one of the n floats is finite. */

@@ -9,38 +9,16 @@
  *      here removes the new slots again (index remove never fails);
  *   3. phase B, which cannot fail, points each id at its new slot and drops the old version.
  * Searches hold the lock shared, so they never see a half-applied write.
+ *
+ * A durable handle (durable.c) logs each write between phase A and phase B, so the WAL record
+ * is appended only for a write that will certainly apply; a failed append is undone like a
+ * failed insert. The wait for its fsync happens after the lock is released (group commit).
  */
 #include <stddef.h>
 
-#include "dist/dist.h"
-#include "index/index.h"
-#include "index/metric.h"
-#include "index/scratch.h"
-#include "internal.h"
-#include "meta/filter.h"
-#include "meta/meta.h"
-#include "os/thread.h"
-#include "pool.h"
-#include "store/store.h"
-
-#define IQDB_MAGIC 0x69716462u /* "iqdb" */
-
-struct iqdb {
-    uint32_t magic;
-    iqdb__mem mem;
-    iqdb_options opts; /* normalised */
-    uint32_t dim;
-    iqdb_metric metric;
-    const iqdb__kernels *kern;
-    unsigned threads;
-    iqdb__rwlock lock;
-    iqdb__store store;
-    iqdb__keydict keys;
-    iqdb__scratch_pool scratch;
-    iqdb__pool *pool;
-    iqdb__index *index;
-    iqdb__env env;
-};
+#include "handle.h"
+#include "persist/compress.h"
+#include "persist/format.h"
 
 iqdb__index *iqdb__db_index(iqdb *db) { return db->index; }
 const iqdb__env *iqdb__db_env(iqdb *db) { return &db->env; }
@@ -90,6 +68,8 @@ static int parse_simd_env(iqdb_simd *out) {
                       "IQDB_SIMD=%s is not one of auto, scalar, avx2, avx512, neon", e);
 }
 
+static int validate_durability(const iqdb_options *o);
+
 static int validate_options(iqdb_options *o) {
     if (o->dim == 0 || o->dim > IQDB_MAX_DIM)
         return iqdb__fail(NULL, IQDB_INVALID, "dim %u is outside 1..%u", o->dim, IQDB_MAX_DIM);
@@ -106,6 +86,23 @@ static int validate_options(iqdb_options *o) {
                           IQDB_MAX_THREADS);
     if (o->flags) return iqdb__fail(NULL, IQDB_INVALID, "flags must be 0");
     IQDB_TRY(iqdb__mem_check(&o->allocator));
+    IQDB_TRY(validate_durability(o));
+    return iqdb__validate_index_options(o);
+}
+
+static int validate_durability(const iqdb_options *o) {
+    if ((unsigned)o->sync > IQDB_SYNC_NEVER)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown sync policy %d", (int)o->sync);
+    if (o->sync_period_ms > 3600000u)
+        return iqdb__fail(NULL, IQDB_INVALID, "sync_period_ms %u exceeds 3,600,000",
+                          o->sync_period_ms);
+    if (o->durability_reserved)
+        return iqdb__fail(NULL, IQDB_INVALID, "durability_reserved must be 0");
+    int codec, level;
+    return iqdb__codec_choose(o->compression, o->compression_level, &codec, &level);
+}
+
+int iqdb__validate_index_options(iqdb_options *o) {
     /* HNSW parameters (validated whatever the index, so a typo never hides) */
     if (o->hnsw.m && (o->hnsw.m < 2 || o->hnsw.m > 128))
         return iqdb__fail(NULL, IQDB_INVALID, "hnsw.m %u is outside 2..128", o->hnsw.m);
@@ -145,10 +142,32 @@ static int validate_options(iqdb_options *o) {
         o->quant.kind != IQDB_QUANT_BINARY)
         return iqdb__fail(NULL, IQDB_INVALID,
                           "IQDB_QUANT_CODES_ONLY needs an SQ8 or BINARY quantizer");
-    if (o->index == IQDB_INDEX_HNSW)
+    iqdb__index_kind kind;
+    return iqdb__index_kind_from(o, &kind);
+}
+
+int iqdb__index_kind_from(const iqdb_options *o, iqdb__index_kind *out) {
+    switch (o->index) {
+    case IQDB_INDEX_DEFAULT:
+    case IQDB_INDEX_FLAT: /* with a quantizer: the IVF module with one list */
+        *out = o->quant.kind != IQDB_QUANT_NONE ? IQDB__INDEX_IVF : IQDB__INDEX_FLAT;
+        return IQDB_OK;
+    case IQDB_INDEX_IVF: *out = IQDB__INDEX_IVF; return IQDB_OK;
+    case IQDB_INDEX_HNSW:
         return iqdb__fail(NULL, IQDB_UNSUPPORTED,
                           "the HNSW index is not available in this version");
-    return IQDB_OK;
+    }
+    return iqdb__fail(NULL, IQDB_INVALID, "unknown index kind %d", (int)o->index);
+}
+
+int iqdb_compression_available(iqdb_compression c) {
+    switch (c) {
+    case IQDB_COMPRESS_DEFAULT:
+    case IQDB_COMPRESS_NONE: return 1;
+    case IQDB_COMPRESS_ZSTD: return iqdb__codec_available(IQDB__CODEC_ZSTD);
+    case IQDB_COMPRESS_LZ4: return iqdb__codec_available(IQDB__CODEC_LZ4);
+    }
+    return 0;
 }
 
 static int choose_kernels(const iqdb_options *o, const iqdb__kernels **out) {
@@ -186,9 +205,12 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     IQDB_TRY(validate_options(&o));
     const iqdb__kernels *kern = NULL;
     IQDB_TRY(choose_kernels(&o, &kern));
-    if (path)
+    if (path && !*path) return iqdb__fail(NULL, IQDB_INVALID, "iqdb_open: the path is empty");
+    if (path && (o.quant.flags & IQDB_QUANT_CODES_ONLY))
         return iqdb__fail(NULL, IQDB_UNSUPPORTED,
-                          "durable files are not available in this version; open with path NULL");
+                          "iqdb_open: IQDB_QUANT_CODES_ONLY databases are in memory only");
+    if (!path && o.read_only)
+        return iqdb__fail(NULL, IQDB_INVALID, "iqdb_open: read_only needs a path");
 
     iqdb__mem boot;
     iqdb__mem_init(&boot, &o.allocator);
@@ -224,12 +246,14 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     rc = iqdb__pool_create(&db->mem, db->threads - 1, &db->pool);
     if (rc == IQDB_OK) {
         db->env.pool = db->pool;
-        iqdb__index_kind kind = o.index == IQDB_INDEX_IVF || o.quant.kind != IQDB_QUANT_NONE
-                                    ? IQDB__INDEX_IVF /* IVF, or flat with a quantizer */
-                                    : IQDB__INDEX_FLAT;
-        rc = iqdb__index_create(kind, &db->env, &db->opts, &db->index);
+        iqdb__index_kind kind = IQDB__INDEX_FLAT;
+        if (path)
+            rc = iqdb__dur_open(db, path); /* the index kind comes from the file */
+        else if ((rc = iqdb__index_kind_from(&db->opts, &kind)) == IQDB_OK)
+            rc = iqdb__index_create(kind, &db->env, &db->opts, &db->index);
     }
     if (rc) {
+        iqdb__dur_close(db, 0);
         teardown(db);
         iqdb__free(&boot, db, sizeof *db);
         return rc == IQDB_NOMEM ? iqdb__nomem(NULL) : rc;
@@ -242,12 +266,19 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
 int iqdb_close(iqdb *db) {
     if (!db) return IQDB_OK;
     CHECK_DB(db);
+    int rc = iqdb__dur_close(db, 1);
     db->magic = 0;
     teardown(db);
     iqdb__mem boot;
     iqdb__mem_init(&boot, &db->mem.a);
     iqdb__free(&boot, db, sizeof *db);
-    return IQDB_OK;
+    return rc;
+}
+
+int iqdb_checkpoint(iqdb *db) {
+    CHECK_DB(db);
+    int rc = iqdb__dur_checkpoint(db);
+    return rc ? iqdb__fail_retag(db, rc) : IQDB_OK;
 }
 
 /* ============================================================================================ */
@@ -275,13 +306,19 @@ static void settle_codes_only(iqdb *db) {
     if (d.trained) (void)iqdb__store_drop_vectors(&db->store);
 }
 
-/* Applies n upserts under the write lock; see the protocol at the top of the file. `blobs` and
- * `blob_len` hold the encoded metadata (ownership passes in: freed on every path), `slots` is
- * room for n slot numbers. */
-static int apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
-                         const float *sqn, uint8_t **blobs, const uint32_t *blob_len,
-                         uint32_t *slots) {
+/* Removes the first `n` slots phase A added (in reverse, so the free list is as it was). */
+static void undo_phase_a(iqdb *db, const uint32_t *slots, size_t n) {
+    for (size_t j = n; j-- > 0;) {
+        iqdb__index_remove(db->index, &db->env, slots[j]);
+        iqdb__store_remove(&db->store, slots[j]);
+    }
+}
+
+int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs, const float *sqn,
+                        uint8_t **blobs, const uint32_t *blob_len, uint32_t *slots, int log,
+                        uint64_t *lsn) {
     iqdb__store *st = &db->store;
+    *lsn = 0;
     int rc = iqdb__store_reserve(st, n);
     if (rc) {
         for (size_t i = 0; i < n; i++) iqdb__free(&db->mem, blobs[i], blob_len[i]);
@@ -296,13 +333,20 @@ static int apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *ve
         blobs[i] = NULL;
         rc = iqdb__index_insert(db->index, &db->env, slots[i]);
         if (rc) {
-            iqdb__store_remove(st, slots[i]);
-            for (size_t j = i; j-- > 0;) {
-                iqdb__index_remove(db->index, &db->env, slots[j]);
-                iqdb__store_remove(st, slots[j]);
-            }
+            undo_phase_a(db, slots, i + 1);
             for (size_t j = i + 1; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
             return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+        }
+    }
+    /* The WAL record goes between the phases: a failed append is undone like a failed insert,
+     * and phase B cannot fail, so a logged write always applies. */
+    if (log && db->dur) {
+        for (size_t i = 0; i < n; i++) blobs[i] = st->meta[slots[i]]; /* borrowed */
+        rc = iqdb__dur_log_upsert(db, n, ids, vecs, blobs, blob_len, lsn);
+        for (size_t i = 0; i < n; i++) blobs[i] = NULL;
+        if (rc) {
+            undo_phase_a(db, slots, n);
+            return iqdb__fail_retag(db, rc);
         }
     }
     /* phase B: cannot fail */
@@ -326,17 +370,22 @@ int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta *meta) {
     IQDB_TRY(check_vector(db, vec, "vector", SIZE_MAX));
     float sqn = db->kern->pair[IQDB__OP_DOT](vec, vec, db->dim);
     iqdb__rwlock_wrlock(&db->lock);
-    uint8_t *blob;
-    uint32_t len;
-    int rc = iqdb__meta_encode(meta, &db->keys, &db->mem, &blob, &len);
-    if (rc == IQDB_OK) {
-        uint32_t slot;
-        rc = apply_upserts(db, 1, &id, vec, &sqn, &blob, &len, &slot);
+    uint64_t lsn = 0;
+    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
+    if (rc) {
+        rc = iqdb__fail_retag(db, rc);
     } else {
-        rc =
-            rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail(db, rc, "metadata could not be stored");
+        uint8_t *blob;
+        uint32_t len, slot;
+        rc = iqdb__meta_encode(meta, &db->keys, &db->mem, &blob, &len);
+        if (rc == IQDB_OK)
+            rc = iqdb__apply_upserts(db, 1, &id, vec, &sqn, &blob, &len, &slot, 1, &lsn);
+        else
+            rc = rc == IQDB_NOMEM ? iqdb__nomem(db)
+                                  : iqdb__fail(db, rc, "metadata could not be stored");
     }
     iqdb__rwlock_wrunlock(&db->lock);
+    if (rc == IQDB_OK && lsn) rc = iqdb__dur_after_write(db, lsn);
     return rc;
 }
 
@@ -364,7 +413,9 @@ int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
         sqn[i] = db->kern->pair[IQDB__OP_DOT](vecs + i * db->dim, vecs + i * db->dim, db->dim);
     }
     iqdb__rwlock_wrlock(&db->lock);
-    int rc = IQDB_OK;
+    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
+    if (rc) rc = iqdb__fail_retag(db, rc);
+    uint64_t lsn = 0;
     for (size_t i = 0; i < n && rc == IQDB_OK; i++) {
         rc = iqdb__meta_encode(metas ? metas[i] : NULL, &db->keys, &db->mem, &blobs[i], &lens[i]);
         if (rc) {
@@ -374,9 +425,10 @@ int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
                      : iqdb__fail(db, rc, "metadata of record %zu could not be stored", i);
         }
     }
-    if (rc == IQDB_OK) rc = apply_upserts(db, n, ids, vecs, sqn, blobs, lens, slots);
+    if (rc == IQDB_OK) rc = iqdb__apply_upserts(db, n, ids, vecs, sqn, blobs, lens, slots, 1, &lsn);
     iqdb__rwlock_wrunlock(&db->lock);
     iqdb__free(&db->mem, blobs, bytes);
+    if (rc == IQDB_OK && lsn) rc = iqdb__dur_after_write(db, lsn);
     return rc;
 }
 
@@ -384,14 +436,21 @@ int iqdb_delete(iqdb *db, iqdb_id id, int *existed) {
     if (existed) *existed = 0;
     CHECK_DB(db);
     iqdb__rwlock_wrlock(&db->lock);
-    uint32_t slot = iqdb__idmap_remove(&db->store.map, id);
-    if (slot != IQDB__NO_SLOT) {
+    uint64_t lsn = 0;
+    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
+    uint32_t slot = rc ? IQDB__NO_SLOT : iqdb__idmap_find(&db->store.map, id);
+    /* only a delete that changes something is logged */
+    if (slot != IQDB__NO_SLOT && db->dur) rc = iqdb__dur_log_delete(db, id, &lsn);
+    if (slot != IQDB__NO_SLOT && rc == IQDB_OK) {
+        iqdb__idmap_remove(&db->store.map, id);
         iqdb__index_remove(db->index, &db->env, slot);
         iqdb__store_remove(&db->store, slot);
-        if (existed) *existed = 1;
     }
     iqdb__rwlock_wrunlock(&db->lock);
-    return IQDB_OK;
+    if (rc) return iqdb__fail_retag(db, rc);
+    if (lsn) rc = iqdb__dur_after_write(db, lsn);
+    if (rc == IQDB_OK && existed) *existed = slot != IQDB__NO_SLOT;
+    return rc;
 }
 
 /* ============================================================================================ */
@@ -615,6 +674,7 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     uint64_t known =
         full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index + full.mem_codes;
     full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;
+    iqdb__dur_stats(db, &full);
     iqdb__rwlock_rdunlock(&db->lock);
     memcpy(s, &full, s->struct_size < sizeof full ? s->struct_size : sizeof full);
     return IQDB_OK;
@@ -675,6 +735,10 @@ int iqdb_check(iqdb *db) {
         iqdb__free(&db->mem, seen, n);
     }
     iqdb__rwlock_rdunlock(&db->lock);
+    if (rc == IQDB_OK && db->dur) {
+        rc = iqdb__dur_check(db);
+        if (rc) rc = iqdb__fail_retag(db, rc);
+    }
     return rc;
 }
 
@@ -685,9 +749,19 @@ int iqdb_check(iqdb *db) {
 int iqdb_optimize(iqdb *db) {
     CHECK_DB(db);
     iqdb__rwlock_wrlock(&db->lock);
-    int rc = iqdb__index_optimize(db->index, &db->env);
-    if (rc == IQDB_OK) settle_codes_only(db);
+    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
+    if (rc) {
+        iqdb__rwlock_wrunlock(&db->lock);
+        return iqdb__fail_retag(db, rc);
+    }
+    rc = iqdb__index_optimize(db->index, &db->env);
+    if (rc == IQDB_OK) {
+        settle_codes_only(db);
+        iqdb__dur_index_changed(db);
+    }
     iqdb__rwlock_wrunlock(&db->lock);
     if (rc) return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
-    return IQDB_OK;
+    /* durable: the new structures go into a snapshot now (they have no WAL record), so a
+     * reopen — even after a crash — never trains again */
+    return db->dur ? iqdb__dur_checkpoint(db) : IQDB_OK;
 }

@@ -57,15 +57,7 @@ typedef struct iqdb__sinfo {
     uint32_t n_lists_scanned, n_reranked;
 } iqdb__sinfo;
 
-/* Byte sink and source for serialize / load (the persistence layer supplies them). */
-typedef struct iqdb__sink {
-    int (*write)(void *ctx, const void *p, size_t n);
-    void *ctx;
-} iqdb__sink;
-typedef struct iqdb__source {
-    int (*read)(void *ctx, void *p, size_t n);
-    void *ctx;
-} iqdb__source;
+/* iqdb__sink and iqdb__source (serialize / load) are in internal.h. */
 
 typedef struct iqdb__index iqdb__index;
 

@@ -3,6 +3,8 @@
  */
 #include "meta/meta.h"
 
+#include "persist/format.h"
+
 #include <math.h>
 
 /* ============================================================================================ */
@@ -336,6 +338,42 @@ int iqdb__keydict_intern(iqdb__keydict *d, const char *key, size_t len, uint32_t
 size_t iqdb__keydict_mem(const iqdb__keydict *d) {
     return d->cap * (sizeof *d->names + sizeof *d->lens) + d->table_cap * sizeof *d->table +
            d->name_bytes;
+}
+
+int iqdb__keydict_add_new(iqdb__keydict *d, const char *key, size_t len) {
+    if (len == 0 || len > IQDB_MAX_KEY_LEN || memchr(key, 0, len)) return IQDB_CORRUPT;
+    size_t before = d->n;
+    uint32_t id;
+    IQDB_TRY(iqdb__keydict_intern(d, key, len, &id));
+    return id == before && d->n == before + 1 ? IQDB_OK : IQDB_CORRUPT;
+}
+
+int iqdb__keydict_serialize(const iqdb__keydict *d, iqdb__sink *sink) {
+    uint8_t b[4];
+    iqdb__put32(b, (uint32_t)d->n);
+    IQDB_TRY(sink->write(sink->ctx, b, 4));
+    for (size_t i = 0; i < d->n; i++) {
+        iqdb__put32(b, d->lens[i]);
+        IQDB_TRY(sink->write(sink->ctx, b, 4));
+        IQDB_TRY(sink->write(sink->ctx, d->names[i], d->lens[i]));
+    }
+    return IQDB_OK;
+}
+
+int iqdb__keydict_load(iqdb__keydict *d, iqdb__source *src) {
+    uint8_t b[4];
+    char key[IQDB_MAX_KEY_LEN];
+    IQDB_TRY(src->read(src->ctx, b, 4));
+    uint32_t n = iqdb__get32(b);
+    if (n > UINT32_MAX - 2 || d->n) return IQDB_CORRUPT;
+    for (uint32_t i = 0; i < n; i++) {
+        IQDB_TRY(src->read(src->ctx, b, 4));
+        uint32_t len = iqdb__get32(b);
+        if (len == 0 || len > IQDB_MAX_KEY_LEN) return IQDB_CORRUPT;
+        IQDB_TRY(src->read(src->ctx, key, len));
+        IQDB_TRY(iqdb__keydict_add_new(d, key, len));
+    }
+    return IQDB_OK;
 }
 
 /* ============================================================================================ */

@@ -66,6 +66,14 @@ uint32_t iqdb__keydict_find(const iqdb__keydict *d, const char *key, size_t len)
 /* The id of a key, adding it when new. IQDB_OK, IQDB_NOMEM, IQDB_FULL. */
 int iqdb__keydict_intern(iqdb__keydict *d, const char *key, size_t len, uint32_t *id);
 size_t iqdb__keydict_mem(const iqdb__keydict *d);
+/* Writes the keys in id order (the snapshot's keys section, docs/FORMAT.md). */
+int iqdb__keydict_serialize(const iqdb__keydict *d, iqdb__sink *sink);
+/* Reads them back into an empty dictionary, so key i gets id i again. IQDB_CORRUPT for a bad
+ * length, a 0 byte or a duplicate key; IQDB_NOMEM. */
+int iqdb__keydict_load(iqdb__keydict *d, iqdb__source *src);
+/* Checks a key read from a file (1 .. IQDB_MAX_KEY_LEN bytes, no 0 byte) and interns it; it
+ * must be new, taking id d->n. IQDB_OK, IQDB_CORRUPT, IQDB_NOMEM, IQDB_FULL. */
+int iqdb__keydict_add_new(iqdb__keydict *d, const char *key, size_t len);
 
 /* ---- blobs ------------------------------------------------------------------------------ */
 

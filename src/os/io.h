@@ -11,7 +11,9 @@
  *  - sync makes the file's data and size durable; sync_dir makes the directory entries under
  *    `dir` durable (a no-op where the platform has no such call).
  *  - lock takes an exclusive advisory lock on an open file without waiting, or returns
- *    IQDB_BUSY.
+ *    IQDB_BUSY. The lock lasts until the file is closed.
+ *  - Functions may be called from several threads at once on different files, and sync may run
+ *    on a file while another thread writes to it (group commit does).
  */
 #ifndef IQDB_IO_H
 #define IQDB_IO_H
@@ -20,18 +22,7 @@
 
 #include "internal.h"
 
-/* Extended I/O codes: which operation failed. */
-#define IQDB_IOERR_OPEN (IQDB_IOERR | (1 << 8))
-#define IQDB_IOERR_READ (IQDB_IOERR | (2 << 8))
-#define IQDB_IOERR_WRITE (IQDB_IOERR | (3 << 8))
-#define IQDB_IOERR_FSYNC (IQDB_IOERR | (4 << 8))
-#define IQDB_IOERR_TRUNCATE (IQDB_IOERR | (5 << 8))
-#define IQDB_IOERR_RENAME (IQDB_IOERR | (6 << 8))
-#define IQDB_IOERR_DELETE (IQDB_IOERR | (7 << 8))
-#define IQDB_IOERR_DIRSYNC (IQDB_IOERR | (8 << 8))
-#define IQDB_IOERR_SIZE (IQDB_IOERR | (9 << 8))
-#define IQDB_IOERR_LOCK (IQDB_IOERR | (10 << 8))
-#define IQDB_IOERR_NOSPACE (IQDB_IOERR | (11 << 8))
+/* The extended I/O codes (IQDB_IOERR_OPEN ...) are public: see iqdb.h. */
 
 /* open flags */
 #define IQDB__IO_READ 0x1
@@ -58,8 +49,13 @@ struct iqdb__io {
     void *ctx; /* for test implementations */
 };
 
-/* The platform's implementation. */
+/* The implementation iqdb_open uses: the platform's, unless a test installed another. */
 const iqdb__io *iqdb__io_default(void);
+/* The platform's implementation (io_posix.c or io_win32.c). */
+const iqdb__io *iqdb__io_platform(void);
+/* Test hook: make iqdb_open use `io` (NULL restores the platform's). Not thread-safe against
+ * concurrent opens; tests install it before opening. */
+void iqdb__io_set_default(const iqdb__io *io);
 /* The last OS error number seen by the default implementation on this thread. */
 int iqdb__io_last_errno(void);
 

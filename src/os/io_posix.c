@@ -183,5 +183,5 @@ static const iqdb__io posix_io = {px_open,     px_close,    px_read_at, px_write
                                   px_truncate, px_size,     px_lock,    px_exists,   px_rename,
                                   px_remove,   px_sync_dir, NULL};
 
-const iqdb__io *iqdb__io_default(void) { return &posix_io; }
+const iqdb__io *iqdb__io_platform(void) { return &posix_io; }
 #endif

@@ -3,6 +3,8 @@
  */
 #include "store/store.h"
 
+#include "persist/format.h"
+
 /* Rows per chunk: about 1 MiB of vectors, at least 64 rows and at most 65536. Small enough that
  * a growing database wastes little, large enough that the chunk table stays tiny and a scan
  * runs long sequential stretches. */
@@ -161,3 +163,147 @@ size_t iqdb__store_mem_rows(const iqdb__store *s) {
     return s->slots_cap * SLOT_BYTES + s->chunks_cap * sizeof *s->chunks + iqdb__idmap_mem(&s->map);
 }
 size_t iqdb__store_mem_meta(const iqdb__store *s) { return s->meta_bytes; }
+
+/* ============================================================================================ */
+/* Serialization (the snapshot's rows section)                                                  */
+/* ============================================================================================ */
+
+int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink) {
+    uint8_t h[40];
+    iqdb__put32(h, s->dim);
+    iqdb__put32(h + 4, 0);
+    iqdb__put64(h + 8, s->n_slots);
+    iqdb__put64(h + 16, s->next_seq);
+    iqdb__put64(h + 24, s->count);
+    iqdb__put64(h + 32, s->n_free);
+    IQDB_TRY(sink->write(sink->ctx, h, sizeof h));
+    uint8_t row[21];
+    for (size_t slot = 0; slot < s->n_slots; slot++) {
+        row[0] = s->live[slot];
+        if (!row[0]) {
+            IQDB_TRY(sink->write(sink->ctx, row, 1));
+            continue;
+        }
+        iqdb__put64(row + 1, s->ids[slot]);
+        iqdb__put64(row + 9, s->seqs[slot]);
+        iqdb__put32(row + 17, s->meta_len[slot]);
+        IQDB_TRY(sink->write(sink->ctx, row, sizeof row));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        uint8_t tmp[64];
+        const float *v = iqdb__store_vec(s, (uint32_t)slot);
+        for (uint32_t j = 0; j < s->dim; j += 16) {
+            uint32_t m = s->dim - j < 16 ? s->dim - j : 16;
+            iqdb__put_f32s(tmp, v + j, m);
+            IQDB_TRY(sink->write(sink->ctx, tmp, m * 4u));
+        }
+#else
+        IQDB_TRY(
+            sink->write(sink->ctx, iqdb__store_vec(s, (uint32_t)slot), s->dim * sizeof(float)));
+#endif
+        if (s->meta_len[slot]) IQDB_TRY(sink->write(sink->ctx, s->meta[slot], s->meta_len[slot]));
+    }
+    for (size_t i = 0; i < s->n_free; i++) {
+        uint8_t b[4];
+        iqdb__put32(b, s->free_list[i]);
+        IQDB_TRY(sink->write(sink->ctx, b, 4));
+    }
+    return IQDB_OK;
+}
+
+/* A dead slot while loading: added as a placeholder row, marked 2 until the free list names it. */
+#define PENDING_DEAD 2
+
+/* Reads `len` bytes into a new block that grows (doubling) only as the bytes arrive, so a
+ * hostile length cannot make the reader allocate memory the input does not back. */
+static int read_growing(iqdb__mem *mem, iqdb__source *src, uint32_t len, uint8_t **out) {
+    uint8_t *b = NULL;
+    size_t have = 0;
+    *out = NULL;
+    while (have < len) {
+        size_t step = IQDB_MIN((size_t)len - have, IQDB_MAX(have, (size_t)4096));
+        uint8_t *nb = iqdb__realloc(mem, b, have, have + step);
+        if (!nb) {
+            iqdb__free(mem, b, have);
+            return IQDB_NOMEM;
+        }
+        b = nb;
+        int rc = src->read(src->ctx, b + have, step);
+        have += step;
+        if (rc) {
+            iqdb__free(mem, b, have);
+            return rc;
+        }
+    }
+    *out = b;
+    return IQDB_OK;
+}
+
+/* Reads one live row into a fresh slot. `vec` is scratch of dim floats. */
+static int load_live(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t next_seq,
+                     float *vec) {
+    uint8_t row[20];
+    IQDB_TRY(src->read(src->ctx, row, sizeof row));
+    uint64_t id = iqdb__get64(row), seq = iqdb__get64(row + 8);
+    uint32_t mlen = iqdb__get32(row + 16);
+    if (seq >= next_seq || mlen > IQDB__META_MAX) return IQDB_CORRUPT;
+    if (iqdb__idmap_find(&s->map, id) != IQDB__NO_SLOT) return IQDB_CORRUPT;
+    IQDB_TRY(src->read(src->ctx, vec, s->dim * sizeof(float)));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    iqdb__get_f32s(vec, (const uint8_t *)vec, s->dim);
+#endif
+    if (!iqdb__all_finite(vec, s->dim)) return IQDB_CORRUPT;
+    uint8_t *blob = NULL;
+    IQDB_TRY(read_growing(s->mem, src, mlen, &blob));
+    uint32_t slot = iqdb__store_add(s, id, vec, dot(vec, vec, s->dim), blob, mlen);
+    s->seqs[slot] = seq;
+    iqdb__idmap_put(&s->map, id, slot);
+    return IQDB_OK;
+}
+
+static int load_slots(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t n_slots,
+                      uint64_t next_seq, float *vec) {
+    for (uint64_t slot = 0; slot < n_slots; slot++) {
+        /* Capacity follows the rows that actually arrive, never the header's claim. */
+        if ((slot & 1023) == 0)
+            IQDB_TRY(iqdb__store_reserve(s, (size_t)IQDB_MIN(1024, n_slots - slot)));
+        uint8_t live;
+        IQDB_TRY(src->read(src->ctx, &live, 1));
+        if (live > 1) return IQDB_CORRUPT;
+        if (live) {
+            IQDB_TRY(load_live(s, src, dot, next_seq, vec));
+        } else {
+            memset(vec, 0, s->dim * sizeof(float));
+            uint32_t got = iqdb__store_add(s, 0, vec, 0.0f, NULL, 0);
+            s->live[got] = PENDING_DEAD;
+        }
+    }
+    return IQDB_OK;
+}
+
+int iqdb__store_load(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot) {
+    uint8_t h[40];
+    IQDB_TRY(src->read(src->ctx, h, sizeof h));
+    uint64_t n_slots = iqdb__get64(h + 8), next_seq = iqdb__get64(h + 16);
+    uint64_t count = iqdb__get64(h + 24), n_free = iqdb__get64(h + 32);
+    if (iqdb__get32(h) != s->dim || iqdb__get32(h + 4) != 0 || n_slots > IQDB__MAX_SLOTS ||
+        count > n_slots || n_free != n_slots - count || s->n_slots != 0 ||
+        next_seq > ((uint64_t)1 << 62)) /* far beyond any real count; leaves room to grow */
+        return IQDB_CORRUPT;
+    float *vec = iqdb__alloc(s->mem, s->dim * sizeof(float));
+    if (!vec) return IQDB_NOMEM;
+    int rc = load_slots(s, src, dot, n_slots, next_seq, vec);
+    iqdb__free(s->mem, vec, s->dim * sizeof(float));
+    IQDB_TRY(rc);
+    /* The free list, bottom first: removing in this order rebuilds it exactly. */
+    for (uint64_t i = 0; i < n_free; i++) {
+        uint8_t b[4];
+        IQDB_TRY(src->read(src->ctx, b, 4));
+        uint32_t slot = iqdb__get32(b);
+        if (slot >= n_slots || s->live[slot] != PENDING_DEAD) return IQDB_CORRUPT;
+        s->live[slot] = 1;
+        iqdb__store_remove(s, slot);
+    }
+    if (s->count != count) return IQDB_CORRUPT; /* a dead slot was missing from the free list */
+    s->next_seq = next_seq;
+    return IQDB_OK;
+}

@@ -82,6 +82,16 @@ static inline float *iqdb__store_vec(const iqdb__store *s, uint32_t slot) {
 
 /* Frees the vector arena for good (see above). IQDB_OK, or IQDB_NOMEM with nothing changed. */
 int iqdb__store_drop_vectors(iqdb__store *s);
+/* Writes every slot (live or free), the sequence counter and the free list to `sink`, in the
+ * layout of the snapshot's rows section (docs/FORMAT.md). */
+int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink);
+/* Reads what iqdb__store_serialize wrote into an empty store of the same dim, keeping slot
+ * numbers, sequence numbers and the free-list order, and fills the id map. Norms are recomputed
+ * with `dot`. Every field is hostile: IQDB_CORRUPT on any inconsistency (duplicate id,
+ * non-finite vector, a dead slot missing from the free list, ...), IQDB_NOMEM; memory grows only
+ * as rows actually arrive. Metadata blobs are not checked here (the caller knows the keys). On
+ * failure the store holds a partial state the caller destroys. */
+int iqdb__store_load(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot);
 
 /* Memory by component. */
 size_t iqdb__store_mem_vectors(const iqdb__store *s);

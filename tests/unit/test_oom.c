@@ -14,6 +14,8 @@
  */
 #include "../common/testutil.h"
 
+#include <stdlib.h>
+
 enum { DIM = 12, IDS = 64 };
 
 static iqdbt_alloc A;
@@ -529,6 +531,133 @@ static void test_oom_meta_and_filters(void **s) {
     }
 }
 
+/* ---- durable handles: open (create and recover), upsert, checkpoint, close ----------------- */
+
+static char ddir[64], dpath[80];
+
+static iqdb_options durable_opts(iqdb_compression c) {
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
+    o.allocator = AL;
+    o.threads = 1;
+    o.compression = iqdb_compression_available(c) ? c : IQDB_COMPRESS_NONE;
+    return o;
+}
+
+/* A database on disk with a snapshot of ids 0..19 and WAL records for ids 20..29. */
+static void durable_base(iqdb_compression c) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -f %s %s.wal %s.tmp", dpath, dpath, dpath);
+    assert_int_equal(system(cmd), 0);
+    iqdbt_fail_off(&A);
+    iqdb_options o = durable_opts(c);
+    iqdb *db;
+    assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
+    float v[DIM];
+    for (uint64_t id = 0; id < 30; id++) {
+        if (id == 20) assert_int_equal(iqdb_checkpoint(db), IQDB_OK);
+        vec_of(v, id, 0);
+        iqdb_meta *m = id % 4 ? meta_of(id, 0) : NULL;
+        assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
+        iqdb_meta_destroy(m);
+    }
+    /* leave the WAL records in place: copy the files before close checkpoints them */
+    snprintf(cmd, sizeof cmd, "cp %s %s.s && cp %s.wal %s.w", dpath, dpath, dpath, dpath);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    snprintf(cmd, sizeof cmd, "mv %s.s %s && mv %s.w %s.wal", dpath, dpath, dpath, dpath);
+    assert_int_equal(system(cmd), 0);
+}
+
+enum { D_CREATE, D_RECOVER, D_UPSERT, D_CHECKPOINT, D_CLOSE };
+
+static void durable_loop(int which, iqdb_compression c, const char *name) {
+    for (int persistent = 0; persistent <= 1; persistent++) {
+        long long n;
+        int completed = 0;
+        for (n = 1; n < 100000 && !completed; n++) {
+            durable_base(c);
+            if (which == D_CREATE) {
+                char cmd[1400];
+                snprintf(cmd, sizeof cmd, "rm -f %s %s.wal", dpath, dpath);
+                assert_int_equal(system(cmd), 0);
+            }
+            iqdb_options o = durable_opts(c);
+            iqdb *db = NULL;
+            snapshot before;
+            if (which >= D_UPSERT) {
+                assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
+                take_snapshot(db, &before);
+            }
+            iqdbt_fail_after(&A, n, persistent);
+            int rc;
+            float v[DIM];
+            vec_of(v, 50, 1);
+            switch (which) {
+            case D_CREATE:
+            case D_RECOVER: rc = iqdb_open(dpath, &o, &db); break;
+            case D_UPSERT: {
+                iqdb_meta *m = meta_of(50, 1); /* a new key: the record carries it */
+                rc = iqdb_upsert(db, 50, v, m);
+                iqdb_meta_destroy(m);
+                break;
+            }
+            case D_CHECKPOINT: rc = iqdb_checkpoint(db); break;
+            default: rc = iqdb_close(db); db = NULL;
+            }
+            int failed = atomic_load(&A.failed);
+            iqdbt_fail_off(&A);
+            if (rc != IQDB_OK && rc != IQDB_NOMEM) {
+                print_error("%s N=%lld: returned %d (%s)\n", name, n, rc, iqdb_errmsg(db));
+                fail();
+            }
+            if (rc != IQDB_OK && which == D_UPSERT) {
+                snapshot after;
+                take_snapshot(db, &after);
+                assert_same(&before, &after, name, n);
+            }
+            if (db) {
+                assert_int_equal(iqdb_check(db), IQDB_OK);
+                assert_int_equal(iqdb_close(db), IQDB_OK);
+            }
+            if (atomic_load(&A.live) != 0 || atomic_load(&A.bad_free)) {
+                print_error("%s N=%lld: %lld bytes leaked\n", name, n, atomic_load(&A.live));
+                fail();
+            }
+            /* whatever failed, the files reopen to the acknowledged state */
+            assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
+            uint64_t count;
+            iqdb_count(db, &count);
+            uint64_t want = which == D_CREATE ? 0 : 30;
+            if (which == D_UPSERT && rc == IQDB_OK) want = 31;
+            assert_int_equal(count, want);
+            assert_int_equal(iqdb_check(db), IQDB_OK);
+            assert_int_equal(iqdb_close(db), IQDB_OK);
+            completed = rc == IQDB_OK && !failed;
+        }
+        printf("%-24s %s: completed after %lld allocation failures\n", name,
+               persistent ? "persistent" : "transient ", n - 2);
+        assert_true(completed);
+    }
+}
+
+static void test_oom_durable(void **s) {
+    (void)s;
+    snprintf(ddir, sizeof ddir, "/tmp/iqdb-oom-XXXXXX");
+    assert_non_null(mkdtemp(ddir));
+    snprintf(dpath, sizeof dpath, "%s/db", ddir);
+    durable_loop(D_CREATE, IQDB_COMPRESS_NONE, "durable open (create)");
+    durable_loop(D_RECOVER, IQDB_COMPRESS_NONE, "durable open (recover)");
+    durable_loop(D_RECOVER, IQDB_COMPRESS_ZSTD, "durable open (zstd)");
+    durable_loop(D_RECOVER, IQDB_COMPRESS_LZ4, "durable open (lz4)");
+    durable_loop(D_UPSERT, IQDB_COMPRESS_NONE, "durable upsert");
+    durable_loop(D_CHECKPOINT, IQDB_COMPRESS_ZSTD, "durable checkpoint (zstd)");
+    durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", ddir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static int setup(void **state) {
     (void)state;
     iqdbt_alloc_reset(&A);
@@ -554,6 +683,7 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_ivf_sq8_trained, setup),
         cmocka_unit_test_setup(test_oom_ivf_training_threshold, setup),
         cmocka_unit_test_setup(test_oom_codes_only, setup),
+        cmocka_unit_test_setup(test_oom_durable, setup),
     };
     return cmocka_run_group_tests_name("oom", tests, NULL, NULL);
 }
