@@ -18,7 +18,11 @@
 // Memory: bytes per vector by component from iqdb_stats (everything iqdb allocated); for faiss
 // the sizes of its structures (inverted lists' codes and ids, coarse centroids, PQ tables).
 //
-//   iqdb-bench-ivf [--queries N] [--reps R] [--nlist L] [--pq-m M] [--no-faiss] [--json PATH]
+// --base N uses the first N rows of the base set (a second scale); its ground truth is then
+// computed here by an exact iqdb search (params.exact, batched over 2 threads).
+//
+//   iqdb-bench-ivf [--queries N] [--base N] [--reps R] [--nlist L] [--pq-m M] [--no-faiss] [--json
+//   PATH]
 //                  [--data DIR] [--gt PATH] [--only NAME,NAME...]
 #include <algorithm>
 #include <cmath>
@@ -65,6 +69,7 @@ const double kTargets[3] = {0.90, 0.95, 0.99};
 
 struct Args {
     size_t queries = 2000;
+    size_t base = 0; // use the first `base` rows only (0 = all); ground truth is then computed
     int reps = 3;
     uint32_t nlist = 1024;
     uint32_t pq_m = 98;
@@ -88,6 +93,8 @@ Args parse_args(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
         if (o == "--queries")
             a.queries = parse_size("--queries", v, 1), i++;
+        else if (o == "--base")
+            a.base = parse_size("--base", v, 1), i++;
         else if (o == "--reps")
             a.reps = static_cast<int>(std::min<size_t>(parse_size("--reps", v, 1), 100)), i++;
         else if (o == "--nlist")
@@ -112,9 +119,10 @@ Args parse_args(int argc, char **argv) {
             }
             i++;
         } else {
-            std::printf("usage: %s [--queries N] [--reps R] [--nlist L] [--pq-m M] [--no-faiss] "
-                        "[--json PATH] [--data DIR] [--gt PATH] [--only NAME,NAME...]\n",
-                        argv[0]);
+            std::printf(
+                "usage: %s [--queries N] [--base N] [--reps R] [--nlist L] [--pq-m M] [--no-faiss] "
+                "[--json PATH] [--data DIR] [--gt PATH] [--only NAME,NAME...]\n",
+                argv[0]);
             std::exit(o == "-h" || o == "--help" ? 0 : 1);
         }
     }
@@ -230,6 +238,26 @@ int main(int argc, char **argv) {
     if (n_gt != n_q || gt_dim < kK || dq != d) die("ground truth and data do not match");
     const size_t nq = std::min(args.queries, n_q);
     const uint32_t dim = static_cast<uint32_t>(d);
+    std::vector<int32_t> sub_gt;
+    if (args.base && args.base < n_base) { // a smaller scale: exact ground truth for its rows
+        n_base = args.base;
+        iqdb *g = open_iqdb(dim, IQDB_INDEX_FLAT, IQDB_QUANT_NONE, 0, 0, 0, 2);
+        std::vector<iqdb_id> gids(n_base);
+        for (size_t i = 0; i < n_base; i++) gids[i] = i;
+        if (iqdb_upsert_batch(g, n_base, gids.data(), base, nullptr)) die("ground truth upsert");
+        iqdb_search_params sp;
+        iqdb_search_params_init(&sp);
+        sp.exact = 1;
+        std::vector<iqdb_hit> hits(nq * kK);
+        std::vector<size_t> nh(nq);
+        if (iqdb_search_batch(g, qs, nq, kK, &sp, hits.data(), nh.data()))
+            die("ground truth search");
+        sub_gt.assign(nq * kK, 0);
+        for (size_t i = 0; i < nq * kK; i++) sub_gt[i] = static_cast<int32_t>(hits[i].id);
+        iqdb_close(g);
+        gt_dim = kK;
+    }
+    const int32_t *truth = sub_gt.empty() ? gt : sub_gt.data();
 
     std::printf("iqdb-bench-ivf: Fashion-MNIST %zu x %zu, %zu queries, L2, k=%zu, %d reps "
                 "(interleaved; medians), nlist %u, PQ m %u; single-thread search\n",
@@ -373,7 +401,7 @@ int main(int argc, char **argv) {
             std::vector<size_t> nh(nq);
             for (size_t i = 0; i < nq; i++)
                 c->search(c->params[pi], qs + i * d, &ids[i * kK], &nh[i]);
-            RecallResult r = recall_at_k(ids, nh, kK, nq, gt, gt_dim, base, n_base, qs, d, kK);
+            RecallResult r = recall_at_k(ids, nh, kK, nq, truth, gt_dim, base, n_base, qs, d, kK);
             if (r.bad_ids) die(c->name + ": out-of-range ids");
             c->recall.push_back(r.tie_aware);
         }
