@@ -360,6 +360,7 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vec
     }
     /* the write is done; the index may now reorganise (IVF training), which never fails */
     iqdb__index_maintain(db->index, &db->env);
+    iqdb__index_reorder_store(db->index, &db->env, &db->store);
     settle_codes_only(db);
     return IQDB_OK;
 }
@@ -755,6 +756,7 @@ int iqdb_optimize(iqdb *db) {
         return iqdb__fail_retag(db, rc);
     }
     rc = iqdb__index_optimize(db->index, &db->env);
+    if (rc == IQDB_OK) iqdb__index_reorder_store(db->index, &db->env, &db->store);
     if (rc == IQDB_OK) {
         settle_codes_only(db);
         iqdb__dur_index_changed(db);

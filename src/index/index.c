@@ -68,6 +68,13 @@ void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env) {
     }
 }
 
+void iqdb__index_reorder_store(iqdb__index *ix, const iqdb__env *env, iqdb__store *store) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_reorder_store(ix->ivf, env, store); return;
+    }
+}
+
 int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing to rebuild */

@@ -76,6 +76,11 @@ void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
 void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env);
 /* Rebuilds the index from the rows (iqdb_optimize). IQDB_OK or IQDB_NOMEM (unchanged). */
 int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
+/* Right after maintain / optimize, with every live slot in the id map: the index may move rows
+ * to other slots (iqdb__store_reorder) so that rows it scans together are adjacent in memory,
+ * and renumbers its own structures. The one verb that gets the store writable, from iqdb.c,
+ * which owns it. Never fails. */
+void iqdb__index_reorder_store(iqdb__index *ix, const iqdb__env *env, iqdb__store *store);
 /* The best q->k candidates into `top` (initialised by the caller with capacity q->k). */
 int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query *q,
                        iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info);

@@ -17,6 +17,9 @@ int iqdb__ivf_insert(iqdb__ivf *v, const iqdb__env *env, uint32_t slot);
 void iqdb__ivf_remove(iqdb__ivf *v, const iqdb__env *env, uint32_t slot);
 void iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env);
 int iqdb__ivf_optimize(iqdb__ivf *v, const iqdb__env *env);
+/* After a training of IVF-Flat: renumbers the store's slots so that each list's rows are
+ * consecutive (see ivf.c, "Row order"). Never fails (out of memory: the order stays). */
+void iqdb__ivf_reorder_store(iqdb__ivf *v, const iqdb__env *env, iqdb__store *store);
 int iqdb__ivf_search(const iqdb__ivf *v, const iqdb__env *env, const iqdb__query *q,
                      iqdb__scratch *s, iqdb__topk *top, iqdb__sinfo *info);
 int iqdb__ivf_search_batch(const iqdb__ivf *v, const iqdb__env *env, const iqdb__batch *b);

@@ -139,6 +139,72 @@ void iqdb__store_remove(iqdb__store *s, uint32_t slot) {
     s->count--;
 }
 
+/* Puts the row held in `h` into slot a and takes slot a's row into `h`, its vector into `spare`
+ * (the caller's other row buffer). */
+typedef struct held_row {
+    uint64_t id, seq;
+    float sqnorm;
+    uint8_t *meta;
+    uint32_t meta_len;
+    uint8_t live;
+    float *vec;
+} held_row;
+
+static void swap_held(iqdb__store *s, uint32_t a, held_row *h, float *spare, size_t vbytes) {
+    held_row t = {s->ids[a],      s->seqs[a], s->sqnorm[a], s->meta[a],
+                  s->meta_len[a], s->live[a], spare};
+    float *va = iqdb__store_vec(s, a);
+    memcpy(spare, va, vbytes);
+    memcpy(va, h->vec, vbytes);
+    s->ids[a] = h->id;
+    s->seqs[a] = h->seq;
+    s->sqnorm[a] = h->sqnorm;
+    s->meta[a] = h->meta;
+    s->meta_len[a] = h->meta_len;
+    s->live[a] = h->live;
+    *h = t;
+}
+
+int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
+    if (s->no_vectors || s->n_slots < 2) return IQDB_OK;
+    const size_t n = s->n_slots, vbytes = (size_t)s->stride * sizeof(float);
+    uint8_t *done = iqdb__calloc(s->mem, n, 1);
+    float *rows = iqdb__alloc_aligned(s->mem, 2 * vbytes);
+    if (!done || !rows) {
+        iqdb__free(s->mem, done, n);
+        iqdb__free_aligned(s->mem, rows, 2 * vbytes);
+        return IQDB_NOMEM;
+    }
+    /* follow each cycle of the permutation with one row in hand: the row that was at j goes to
+     * to[j], and the row found there is carried on (two row buffers alternate) */
+    for (size_t i = 0; i < n; i++) {
+        if (done[i]) continue;
+        float *bufs[2] = {rows, rows + s->stride};
+        int cur = 0;
+        memcpy(bufs[cur], iqdb__store_vec(s, (uint32_t)i), vbytes);
+        held_row h = {s->ids[i],      s->seqs[i], s->sqnorm[i], s->meta[i],
+                      s->meta_len[i], s->live[i], bufs[cur]};
+        size_t j = i;
+        do {
+            uint32_t k = to[j];
+            IQDB_ASSERT(k < n && !done[k]);
+            swap_held(s, k, &h, bufs[cur ^ 1], vbytes);
+            cur ^= 1;
+            done[k] = 1;
+            j = k;
+        } while (j != i);
+    }
+    iqdb__free(s->mem, done, n);
+    iqdb__free_aligned(s->mem, rows, 2 * vbytes);
+    /* the free list: every dead slot, the lowest popped first; the id map follows the rows */
+    s->n_free = 0;
+    for (size_t k = n; k-- > 0;)
+        if (!s->live[k]) s->free_list[s->n_free++] = (uint32_t)k;
+    for (size_t k = 0; k < n; k++)
+        if (s->live[k]) iqdb__idmap_put(&s->map, s->ids[k], (uint32_t)k);
+    return IQDB_OK;
+}
+
 size_t iqdb__store_mem_vectors(const iqdb__store *s) {
     size_t staging = s->staging ? (size_t)s->stride * sizeof(float) + 64 + sizeof(void *) : 0;
     return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *)) + staging;

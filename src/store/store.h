@@ -93,6 +93,13 @@ int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink);
  * failure the store holds a partial state the caller destroys. */
 int iqdb__store_load(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot);
 
+/* Moves every row to a new slot: the row in slot j goes to slot to[j] (`to`, n_slots entries, is
+ * a permutation of [0, n_slots)). Ids, sequence numbers, norms, metadata and liveness move with
+ * their vectors; the id map and the free list are rebuilt. Only between writes, when every live
+ * slot is in the id map. IQDB_OK, or IQDB_NOMEM with nothing changed; a store without vectors
+ * is left as it is. */
+int iqdb__store_reorder(iqdb__store *s, const uint32_t *to);
+
 /* Memory by component. */
 size_t iqdb__store_mem_vectors(const iqdb__store *s);
 size_t iqdb__store_mem_rows(const iqdb__store *s);
