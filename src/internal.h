@@ -31,7 +31,13 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define IQDB_LIKELY(x) __builtin_expect(!!(x), 1)
 #define IQDB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#if defined(__MINGW32__)
+/* mingw: printf-style calls go to mingw's C99 printf (__USE_MINGW_ANSI_STDIO, set by the build),
+ * which knows %zu; plain "printf" would be checked against msvcrt's. */
+#define IQDB_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#else
 #define IQDB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#endif
 #define IQDB_UNUSED __attribute__((unused))
 #define IQDB_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 #else

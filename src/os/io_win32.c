@@ -5,8 +5,10 @@
  * replace, and LockFileEx for the exclusive lock. Paths are UTF-8 and converted to UTF-16.
  *
  * Windows has no directory fsync: MOVEFILE_WRITE_THROUGH makes the rename itself durable before
- * MoveFileEx returns, so sync_dir is a no-op here. Files are opened with FILE_SHARE_DELETE so a
- * snapshot that is open for reading can still be replaced by a checkpoint's rename.
+ * MoveFileEx returns, so sync_dir is a no-op here. Files are opened with FILE_SHARE_DELETE, but
+ * a target that is open anywhere still cannot be replaced (MoveFileEx fails and changes nothing,
+ * tests/unit/test_io.c): a checkpoint racing another process's snapshot load fails with
+ * IQDB_IOERR_RENAME, and the next one succeeds. iqdb holds a snapshot open only while loading it.
  */
 #if defined(_WIN32)
 #ifndef WIN32_LEAN_AND_MEAN

@@ -343,6 +343,7 @@ int iqdb__wal_recover(iqdb__wal *w, uint64_t snap_gen, uint64_t snap_lsn, int re
 }
 
 int iqdb__wal_has_records(iqdb__wal *w, int *has) {
+    *has = 0; /* set on every path (the amalgamation's -O2 sees through the call) */
     uint64_t size;
     int rc = w->io->size(w->f, &size);
     if (rc) return ioerr(rc, "sizing");

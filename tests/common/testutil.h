@@ -7,6 +7,8 @@
  *    hook checks that iqdb frees with exactly the size it allocated (sized-free discipline).
  *    It can fail the Nth allocation, once (transient) or from then on (persistent).
  *  - A seeded PRNG and a double-precision brute-force oracle for search.
+ *  - Portable file helpers (a fresh temporary directory, remove a tree, copy/move/remove a
+ *    file) and, on Windows, setenv/unsetenv over _putenv_s, so the same tests run under wine.
  */
 #ifndef IQDBT_TESTUTIL_H
 #define IQDBT_TESTUTIL_H
@@ -30,6 +32,38 @@
 #include <cmocka.h>
 
 #include "iqdb.h"
+
+/* ---- portability (tests/common/port.c, linked into every test) ------------------------- */
+
+#if defined(_WIN32)
+#include <process.h>
+/* Windows has no setenv/unsetenv: these go through _putenv_s (port.c). */
+int setenv(const char *name, const char *value, int overwrite);
+int unsetenv(const char *name);
+/* Shims for tests written against POSIX (prefer the iqdbt_ helpers below in new tests):
+ * mkdtemp (a "/tmp/..." template is made under \tmp of the current drive) and
+ * system("rm -rf PATH..." / "rm -f PATH..."), which cmd.exe cannot run; any other command
+ * goes to the real system(). */
+char *iqdbt_win_mkdtemp(char *tmpl);
+int iqdbt_win_system(const char *cmd);
+#define mkdtemp iqdbt_win_mkdtemp
+#define system iqdbt_win_system
+#define IQDBT_HAVE_FORK 0
+#else
+#define IQDBT_HAVE_FORK 1
+#endif
+
+/* Makes a new empty directory "<temp>/<tag>-<unique>" into out; 0 on success. The temporary
+ * folder is $TMPDIR or /tmp (POSIX), GetTempPath (Windows). */
+int iqdbt_mkdtemp(char *out, size_t cap, const char *tag);
+/* Removes a directory and everything in it; 0 on success. */
+int iqdbt_rmtree(const char *dir);
+/* Removes a file; a missing one is fine. 0 on success. */
+int iqdbt_rm(const char *path);
+/* Copies a file byte for byte (replacing `to`); 0 on success. */
+int iqdbt_cp(const char *from, const char *to);
+/* Renames a file over `to` (which Windows' rename() refuses when it exists); 0 on success. */
+int iqdbt_mv(const char *from, const char *to);
 
 /* ---- SIMD gate -------------------------------------------------------------------------- */
 

@@ -171,11 +171,13 @@ static void test_crash_workloads(void **state) {
         {"never", IQDB_SYNC_NEVER, IQDB_COMPRESS_NONE, UINT64_MAX, 40, 1, 14},
         {"periodic", IQDB_SYNC_PERIODIC, IQDB_COMPRESS_NONE, UINT64_MAX, 25, 0, 15},
     };
+    long ran = 0;
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         if (!iqdb_compression_available(defs[i].codec)) {
             printf("%-22s skipped: codec not compiled in\n", defs[i].name);
             continue;
         }
+        ran++;
         memset(&W, 0, sizeof W);
         W.name = defs[i].name;
         W.sync = defs[i].sync;
@@ -187,7 +189,8 @@ static void test_crash_workloads(void **state) {
     iqdb__io_set_default(NULL);
     printf("crash states checked: %ld, violations: %ld\n", states, violations);
     assert_int_equal(violations, 0);
-    assert_true(states >= 2000);
+    assert_true(states >=
+                400 * ran); /* 2000 with all five workloads (a build without codecs runs 3) */
 }
 
 int main(void) {

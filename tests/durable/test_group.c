@@ -49,15 +49,10 @@ static void *reader(void *arg) {
 }
 
 static void fresh_dir(void) {
-    snprintf(dir, sizeof dir, "/tmp/iqdb-group-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(iqdbt_mkdtemp(dir, sizeof dir, "iqdb-group"), 0);
     snprintf(path, sizeof path, "%s/db", dir);
 }
-static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
-}
+static void remove_dir(void) { assert_int_equal(iqdbt_rmtree(dir), 0); }
 
 static void test_group_commit(void **state) {
     (void)state;

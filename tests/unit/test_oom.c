@@ -546,9 +546,12 @@ static iqdb_options durable_opts(iqdb_compression c) {
 
 /* A database on disk with a snapshot of ids 0..19 and WAL records for ids 20..29. */
 static void durable_base(iqdb_compression c) {
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "rm -f %s %s.wal %s.tmp", dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    char p2[1400];
+    assert_int_equal(iqdbt_rm(dpath), 0);
+    snprintf(p2, sizeof p2, "%s.wal", dpath);
+    assert_int_equal(iqdbt_rm(p2), 0);
+    snprintf(p2, sizeof p2, "%s.tmp", dpath);
+    assert_int_equal(iqdbt_rm(p2), 0);
     iqdbt_fail_off(&A);
     iqdb_options o = durable_opts(c);
     iqdb *db;
@@ -562,11 +565,15 @@ static void durable_base(iqdb_compression c) {
         iqdb_meta_destroy(m);
     }
     /* leave the WAL records in place: copy the files before close checkpoints them */
-    snprintf(cmd, sizeof cmd, "cp %s %s.s && cp %s.wal %s.w", dpath, dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    char s_copy[1400], w_copy[1400], wal[1400];
+    snprintf(s_copy, sizeof s_copy, "%s.s", dpath);
+    snprintf(w_copy, sizeof w_copy, "%s.w", dpath);
+    snprintf(wal, sizeof wal, "%s.wal", dpath);
+    assert_int_equal(iqdbt_cp(dpath, s_copy), 0);
+    assert_int_equal(iqdbt_cp(wal, w_copy), 0);
     assert_int_equal(iqdb_close(db), IQDB_OK);
-    snprintf(cmd, sizeof cmd, "mv %s.s %s && mv %s.w %s.wal", dpath, dpath, dpath, dpath);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(iqdbt_mv(s_copy, dpath), 0);
+    assert_int_equal(iqdbt_mv(w_copy, wal), 0);
 }
 
 enum { D_CREATE, D_RECOVER, D_UPSERT, D_CHECKPOINT, D_CLOSE };
@@ -578,9 +585,10 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
         for (n = 1; n < 100000 && !completed; n++) {
             durable_base(c);
             if (which == D_CREATE) {
-                char cmd[1400];
-                snprintf(cmd, sizeof cmd, "rm -f %s %s.wal", dpath, dpath);
-                assert_int_equal(system(cmd), 0);
+                char wal[1400];
+                snprintf(wal, sizeof wal, "%s.wal", dpath);
+                assert_int_equal(iqdbt_rm(dpath), 0);
+                assert_int_equal(iqdbt_rm(wal), 0);
             }
             iqdb_options o = durable_opts(c);
             iqdb *db = NULL;
@@ -643,8 +651,7 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
 
 static void test_oom_durable(void **s) {
     (void)s;
-    snprintf(ddir, sizeof ddir, "/tmp/iqdb-oom-XXXXXX");
-    assert_non_null(mkdtemp(ddir));
+    assert_int_equal(iqdbt_mkdtemp(ddir, sizeof ddir, "iqdb-oom"), 0);
     snprintf(dpath, sizeof dpath, "%s/db", ddir);
     durable_loop(D_CREATE, IQDB_COMPRESS_NONE, "durable open (create)");
     durable_loop(D_RECOVER, IQDB_COMPRESS_NONE, "durable open (recover)");
@@ -653,9 +660,7 @@ static void test_oom_durable(void **s) {
     durable_loop(D_UPSERT, IQDB_COMPRESS_NONE, "durable upsert");
     durable_loop(D_CHECKPOINT, IQDB_COMPRESS_ZSTD, "durable checkpoint (zstd)");
     durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", ddir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(iqdbt_rmtree(ddir), 0);
 }
 
 static int setup(void **state) {
