@@ -200,8 +200,7 @@ int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
     s->n_free = 0;
     for (size_t k = n; k-- > 0;)
         if (!s->live[k]) s->free_list[s->n_free++] = (uint32_t)k;
-    for (size_t k = 0; k < n; k++)
-        if (s->live[k]) iqdb__idmap_put(&s->map, s->ids[k], (uint32_t)k);
+    iqdb__idmap_renumber(&s->map, to);
     return IQDB_OK;
 }
 

@@ -439,32 +439,52 @@ static void ivf_ops(void) {
     oom_loop(&b0, 0);
     oom_loop(&b1, 1);
 }
+/* The IVF / quantizer loops run at one kernel level only (their allocation paths do not depend
+ * on it): the scalar one, which every platform has. At the other levels they are skipped, which
+ * keeps test_oom within its CI time (each loop trains an index at every allocation count). */
+static int ivf_level(void) {
+    const char *lv = getenv("IQDB_SIMD");
+    return !lv || !*lv || strcmp(lv, "scalar") == 0;
+}
+#define IVF_LEVEL_ONLY()                                                   \
+    do {                                                                   \
+        if (!ivf_level()) {                                                \
+            print_message("IVF OOM loops run at IQDB_SIMD=scalar only\n"); \
+            return;                                                        \
+        }                                                                  \
+    } while (0)
+
 static void test_oom_ivf_untrained(void **s) {
     (void)s;
+    IVF_LEVEL_ONLY();
     mode = MODE_IVF_UNTRAINED;
     ivf_ops();
     mode = MODE_FLAT;
 }
 static void test_oom_ivf_trained(void **s) {
     (void)s;
+    IVF_LEVEL_ONLY();
     mode = MODE_IVF_TRAINED;
     ivf_ops();
     mode = MODE_FLAT;
 }
 static void test_oom_ivf_sq8_trained(void **s) {
     (void)s;
+    IVF_LEVEL_ONLY();
     mode = MODE_SQ8_TRAINED;
     ivf_ops();
     mode = MODE_FLAT;
 }
 static void test_oom_codes_only(void **s) {
     (void)s;
+    IVF_LEVEL_ONLY();
     mode = MODE_CODES_ONLY;
     ivf_ops();
     mode = MODE_FLAT;
 }
 static void test_oom_ivf_training_threshold(void **s) {
     (void)s;
+    IVF_LEVEL_ONLY();
     mode = MODE_IVF_THRESHOLD; /* the batch brings 1020 rows to 1027: training runs after it */
     op_def op = {"ivf batch over the threshold", op_upsert_batch, verify_upsert_batch};
     oom_loop(&op, -1);
