@@ -9,9 +9,10 @@
  * What iqdb is
  *
  *   A library, not a server: one handle (`iqdb *`) holds a set of records. A record is an id (a
- *   64-bit unsigned integer), a float vector of the database's fixed dimension, and optional
- *   metadata (a flat map of string keys to null / bool / int64 / double / string values). Search
- *   returns the k records nearest to a query vector, optionally restricted by a metadata filter.
+ *   64-bit unsigned integer, or a byte-string key: see iqdb_upsert_key), a float vector of the
+ * database's fixed dimension, and optional metadata (a flat map of string keys to null / bool /
+ * int64 / double / string values). Search returns the k records nearest to a query vector,
+ * optionally restricted by a metadata filter.
  *
  * Lifecycle
  *
@@ -323,6 +324,7 @@ typedef struct iqdb_allocator {
 #define IQDB_MAX_STRING_LEN (1u << 20) /**< longest metadata string value, in bytes */
 #define IQDB_MAX_FILTER_DEPTH 64u      /**< deepest nesting of AND / OR / NOT in a filter */
 #define IQDB_MAX_FILTER_IN 1024u       /**< most values in one IN list */
+#define IQDB_MAX_ID_KEY_LEN 4096u      /**< longest byte key naming a record (iqdb_upsert_key) */
 #define IQDB_MAX_OVERSAMPLE 1024u      /**< largest re-ranking oversample factor */
 
 /**
@@ -781,16 +783,72 @@ IQDB_API int iqdb_delete(iqdb *db, iqdb_id id, int *existed);
 /** Number of records. Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1. */
 IQDB_API int iqdb_count(iqdb *db, uint64_t *n);
 
+/* ---- Records named by byte keys ------------------------------------------------------------
+ *
+ * A record is named either by a u64 id (the calls above) or by a byte key: any non-empty string
+ * of 1 .. IQDB_MAX_ID_KEY_LEN bytes (document ids, UUIDs, paths; zero bytes and bytes that are
+ * not UTF-8 are fine — keys are compared byte for byte, never as text). The two kinds never
+ * compare equal: the u64 1 and the one-byte key "\x01" are two different records, and one
+ * database may hold both kinds. Keys are copied. Metadata, filters, search and search_batch work
+ * the same for both kinds; a search hit says which kind it is (iqdb_hit_has_key) and gives a
+ * keyed record's key through iqdb_hit_key. A database that never stores a key pays nothing for
+ * them (no per-row memory, no search-time work; see iqdb_stats.mem_keys).
+ *
+ * An empty key (key_len 0) or a longer one than IQDB_MAX_ID_KEY_LEN is IQDB_INVALID; a NULL key
+ * with key_len > 0 is IQDB_MISUSE. Durable handles log keyed writes like the others
+ * (docs/FORMAT.md, format version 2). */
+
+/**
+ * iqdb_upsert for the record named by the byte key `key` (key_len bytes). Returns as
+ * iqdb_upsert, and IQDB_INVALID / IQDB_MISUSE for a bad key (above).
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_upsert_key(iqdb *db, const void *key, size_t key_len, const float *vec,
+                             const iqdb_meta *meta);
+
+/**
+ * iqdb_upsert_batch for records named by byte keys: record i is keys[i] (key_lens[i] bytes).
+ * All or nothing; a later duplicate key in the batch replaces an earlier one. A bad key fails
+ * the whole batch (IQDB_INVALID, iqdb_errmsg names the record). Returns as iqdb_upsert_batch.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_upsert_batch_key(iqdb *db, size_t n, const void *const *keys,
+                                   const size_t *key_lens, const float *vecs,
+                                   const iqdb_meta *const *metas);
+
+/**
+ * iqdb_get for the record named by `key`. Returns as iqdb_get (IQDB_NOTFOUND when no record
+ * has this key), and IQDB_INVALID / IQDB_MISUSE for a bad key.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_get_key(iqdb *db, const void *key, size_t key_len, float *vec_out,
+                          iqdb_meta **meta_out);
+
+/**
+ * iqdb_delete for the record named by `key`: *existed (may be NULL) is 1 if it was there.
+ * Returns as iqdb_delete, and IQDB_INVALID / IQDB_MISUSE for a bad key.
+ * Threads: exclusive. Since: 0.1.
+ */
+IQDB_API int iqdb_delete_key(iqdb *db, const void *key, size_t key_len, int *existed);
+
 /* ============================================================================================ */
 /* Search                                                                                       */
 /* ============================================================================================ */
 
-/** One search result. */
+/**
+ * One search result. For a record named by a u64 id, `id` is that id and `reserved` is 0. For a
+ * record named by a byte key, `reserved` is non-zero and `id` and `reserved` together are a key
+ * handle (not the key, and not a stable record id): pass the hit to iqdb_hit_key to read the
+ * key. Test the kind with iqdb_hit_has_key. Search itself stays allocation-free.
+ */
 typedef struct iqdb_hit {
-    iqdb_id id;
+    iqdb_id id;        /**< the u64 id, or (keyed hits) part of the key handle */
     float distance;    /**< in the database's metric; see iqdb_metric */
-    uint32_t reserved; /**< 0 in this version (keeps the struct free of padding) */
+    uint32_t reserved; /**< 0: a u64 id; non-zero: a keyed hit (the rest of the key handle) */
 } iqdb_hit;
+
+/** 1 when the hit is a record named by a byte key, 0 for a u64 id. Inline. Since: 0.1. */
+static inline int iqdb_hit_has_key(const iqdb_hit *h) { return h->reserved != 0; }
 
 /** Per-query parameters. Zero means default for every field. */
 typedef struct iqdb_search_params {
@@ -876,6 +934,25 @@ IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_sear
 IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
                                const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits);
 
+/**
+ * Copies the byte key of a keyed search hit (iqdb_hit_has_key) into `buf` (room for `cap`
+ * bytes) and sets *key_len (may not be NULL) to its length. A buffer of IQDB_MAX_ID_KEY_LEN
+ * bytes always suffices. Nothing is allocated.
+ *
+ * The key handle names one version of one record: it resolves while that version is in the
+ * database. If the record was deleted, or replaced by a later upsert of the same key, between
+ * the search and this call, it returns IQDB_NOTFOUND (and never another record's key — slots
+ * are reused, but a handle also carries the version's unique insertion sequence number). To
+ * read keys consistently with a search under concurrent writers, resolve them right after the
+ * search and treat IQDB_NOTFOUND as "that result is gone". A hit is meaningful only for the
+ * handle whose search produced it.
+ * Returns IQDB_OK; IQDB_NOTFOUND (the version is gone); IQDB_INVALID (a u64 hit: reserved is
+ * 0; or cap smaller than the key — then *key_len is the length needed and buf is untouched);
+ * IQDB_MISUSE (db, hit or key_len NULL; buf NULL with cap > 0). On other failures *key_len is 0.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_hit_key(iqdb *db, const iqdb_hit *hit, void *buf, size_t cap, size_t *key_len);
+
 /* ============================================================================================ */
 /* Stats and checks                                                                             */
 /* ============================================================================================ */
@@ -914,6 +991,9 @@ typedef struct iqdb_stats {
     uint64_t wal_bytes;      /**< current size of the WAL file */
     uint64_t wal_syncs;      /**< WAL fsyncs done by this handle */
     uint64_t checkpoints;    /**< checkpoints done by this handle */
+    /* Byte keys. */
+    uint64_t keyed;    /**< records named by a byte key (count - keyed are named by u64 ids) */
+    uint64_t mem_keys; /**< the key column, the key map and the keys: 0 until a key is stored */
     /* Since 0.1 (IVF and quantization). Bytes per vector of a component = mem_x / count. */
     uint64_t mem_codes;    /**< quantized codes (not part of mem_index) */
     iqdb_quant quant;      /**< the quantizer */
@@ -929,12 +1009,13 @@ typedef struct iqdb_stats {
 IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 
 /**
- * Verifies the handle's internal invariants: the id map and the row slots agree, every stored
- * vector is finite, every metadata record decodes, the index passes its own check (IVF: every
- * live row is in exactly one list and no dead row is in any, centroids and quantizer
- * parameters are finite, every code equals a fresh encoding of its row). For a durable handle
- * it also reads the files back and verifies every checksum: the snapshot's header, section
- * table, every block and section, and every WAL record up to the end of the log.
+ * Verifies the handle's internal invariants: the id map, the byte-key map (every key leads to
+ * its slot, compared in full) and the row slots agree, every stored vector is finite, every
+ * metadata record decodes, the index passes its own check (IVF: every live row is in exactly
+ * one list and no dead row is in any, centroids and quantizer parameters are finite, every code
+ * equals a fresh encoding of its row). For a durable handle it also reads the files back and
+ * verifies every checksum: the snapshot's header, section table, every block and section, and
+ * every WAL record up to the end of the log.
  * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
  * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.

@@ -22,6 +22,7 @@
 #include "os/io.h"
 #include "persist/compress.h"
 #include "persist/recover.h"
+#include "store/keys.h"
 
 #define DEFAULT_PERIOD_MS 1000u
 #define DEFAULT_CKPT_BYTES (64ull << 20)
@@ -40,6 +41,7 @@ struct iqdb__dur {
     uint32_t keys_logged;
     int need_reset;
     int index_dirty; /* the index changed without a WAL record (iqdb_optimize) */
+    int upgrade;     /* the files are of an older format version: rewrite them at open */
     iqdb__mutex ckpt_mu;
     /* under mu */
     iqdb__mutex mu;
@@ -166,11 +168,12 @@ static int append_built(iqdb *db, uint64_t *lsn) {
     return IQDB_OK;
 }
 
-int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
-                         uint8_t *const *blobs, const uint32_t *lens, uint64_t *lsn) {
+int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, uint8_t *const *keys,
+                         const float *vecs, uint8_t *const *blobs, const uint32_t *lens,
+                         uint64_t *lsn) {
     iqdb__dur *d = db->dur;
-    int rc = iqdb__wal_build_upsert(&d->wal, d->last_lsn + 1, synced_now(d), n, db->dim, ids, vecs,
-                                    blobs, lens, &db->keys, d->keys_logged);
+    int rc = iqdb__wal_build_upsert(&d->wal, d->last_lsn + 1, synced_now(d), n, db->dim, ids, keys,
+                                    vecs, blobs, lens, &db->keys, d->keys_logged);
     if (rc) return iqdb__fail_retag(db, rc);
     return append_built(db, lsn);
 }
@@ -178,6 +181,15 @@ int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, const float *ve
 int iqdb__dur_log_delete(iqdb *db, iqdb_id id, uint64_t *lsn) {
     iqdb__dur *d = db->dur;
     int rc = iqdb__wal_build_delete(&d->wal, d->last_lsn + 1, synced_now(d), id);
+    if (rc) return iqdb__fail_retag(db, rc);
+    return append_built(db, lsn);
+}
+
+int iqdb__dur_log_delete_key(iqdb *db, const uint8_t *key_block, uint64_t *lsn) {
+    iqdb__dur *d = db->dur;
+    int rc = iqdb__wal_build_delete_key(&d->wal, d->last_lsn + 1, synced_now(d),
+                                        iqdb__key_block_bytes(key_block),
+                                        iqdb__key_block_len(key_block));
     if (rc) return iqdb__fail_retag(db, rc);
     return append_built(db, lsn);
 }
@@ -221,7 +233,7 @@ static int checkpoint_locked(iqdb *db) {
     uint64_t gen = d->generation, ckpt_lsn = d->ckpt_lsn;
     iqdb__mutex_unlock(&d->mu);
     if (fatal) return fatal_msg(db);
-    if (d->last_lsn == ckpt_lsn && !d->need_reset && !d->index_dirty)
+    if (d->last_lsn == ckpt_lsn && !d->need_reset && !d->index_dirty && !d->upgrade)
         return IQDB_OK; /* nothing new */
     iqdb__snap_src src = {db->dim,    db->metric,  params_of(&db->opts),
                           gen + 1,    d->last_lsn, &db->keys,
@@ -239,6 +251,7 @@ static int checkpoint_locked(iqdb *db) {
         if (d->synced_lsn < d->last_lsn) d->synced_lsn = d->last_lsn;
         d->n_ckpts++;
         d->need_reset = stage == IQDB__CKPT_SWITCHED;
+        d->upgrade = 0;
         if (stage == IQDB__CKPT_DONE) d->wal_bytes = d->wal.end;
     }
     if (stage == IQDB__CKPT_UNKNOWN || (stage == IQDB__CKPT_SWITCHED && rc == IQDB_IOERR_FSYNC)) {
@@ -272,8 +285,15 @@ int iqdb__dur_checkpoint(iqdb *db) {
 
 /* Replays one WAL record through the same code as a live write (without logging it again). */
 static int apply_delete(iqdb *db, const iqdb__rec *r) {
-    if (r->len != 8) return IQDB_CORRUPT_WAL;
-    uint32_t slot = iqdb__idmap_remove(&db->store.map, iqdb__get64(r->payload));
+    uint32_t slot;
+    if (r->type == IQDB__REC_DELETE_KEY) {
+        if (r->len == 0 || r->len > IQDB_MAX_ID_KEY_LEN) return IQDB_CORRUPT_WAL;
+        slot = iqdb__store_key_find(&db->store, r->payload, r->len);
+        if (slot != IQDB__NO_SLOT) iqdb__store_key_unbind(&db->store, slot);
+    } else {
+        if (r->len != 8) return IQDB_CORRUPT_WAL;
+        slot = iqdb__idmap_remove(&db->store.map, iqdb__get64(r->payload));
+    }
     if (slot == IQDB__NO_SLOT) return IQDB_CORRUPT_WAL; /* only present ids are logged */
     iqdb__index_remove(db->index, &db->env, slot);
     iqdb__store_remove(&db->store, slot);
@@ -283,25 +303,31 @@ static int apply_delete(iqdb *db, const iqdb__rec *r) {
 /* Decodes the rows of a parsed upsert into arrays and applies them. */
 static int apply_rows(iqdb *db, const iqdb__upsert_view *v) {
     size_t n = v->n,
-           per = sizeof(iqdb_id) + sizeof(uint8_t *) + sizeof(float) + 2 * sizeof(uint32_t);
+           per = sizeof(iqdb_id) + 2 * sizeof(uint8_t *) + sizeof(float) + 2 * sizeof(uint32_t);
     size_t vbytes = n * db->dim * sizeof(float), bytes = n * per + vbytes;
     uint8_t *block = iqdb__alloc(&db->mem, bytes);
     if (!block) return IQDB_NOMEM;
     float *vecs = (float *)block; /* first, so it is aligned */
     iqdb_id *ids = (iqdb_id *)(block + vbytes);
-    uint8_t **blobs = (uint8_t **)(ids + n);
-    float *sqn = (float *)(blobs + n);
+    uint8_t **blobs = (uint8_t **)(ids + n), **keys = blobs + n;
+    float *sqn = (float *)(keys + n);
     uint32_t *lens = (uint32_t *)(sqn + n), *slots = lens + n;
     const uint8_t *at = v->rows;
     int rc = IQDB_OK;
     size_t i;
     for (i = 0; i < n && rc == IQDB_OK; i++) {
-        const uint8_t *vec, *blob;
-        at = iqdb__wal_next_row(at, db->dim, &ids[i], &vec, &blob, &lens[i]);
+        const uint8_t *vec, *blob, *key = NULL;
+        uint32_t klen = 0;
+        if (v->keyed)
+            at = iqdb__wal_next_key_row(at, db->dim, &key, &klen, &vec, &blob, &lens[i]);
+        else
+            at = iqdb__wal_next_row(at, db->dim, &ids[i], &vec, &blob, &lens[i]);
         iqdb__get_f32s(vecs + i * db->dim, vec, db->dim);
-        blobs[i] = NULL;
-        if (!iqdb__all_finite(vecs + i * db->dim, db->dim) ||
-            iqdb__meta_blob_check(lens[i] ? blob : NULL, lens[i], db->keys.n)) {
+        blobs[i] = keys[i] = NULL;
+        if (key && !(keys[i] = iqdb__key_block_new(&db->mem, key, klen))) {
+            rc = IQDB_NOMEM;
+        } else if (!iqdb__all_finite(vecs + i * db->dim, db->dim) ||
+                   iqdb__meta_blob_check(lens[i] ? blob : NULL, lens[i], db->keys.n)) {
             rc = IQDB_CORRUPT_WAL;
         } else if (lens[i] && !(blobs[i] = iqdb__alloc(&db->mem, lens[i]))) {
             rc = IQDB_NOMEM;
@@ -312,9 +338,13 @@ static int apply_rows(iqdb *db, const iqdb__upsert_view *v) {
     }
     if (rc == IQDB_OK) {
         uint64_t lsn;
-        rc = iqdb__apply_upserts(db, n, ids, vecs, sqn, blobs, lens, slots, 0, &lsn);
+        rc = iqdb__apply_upserts(db, n, ids, v->keyed ? keys : NULL, vecs, sqn, blobs, lens, slots,
+                                 0, &lsn);
     } else {
-        for (size_t j = 0; j < i; j++) iqdb__free(&db->mem, blobs[j], lens[j]);
+        for (size_t j = 0; j < i; j++) {
+            iqdb__free(&db->mem, blobs[j], lens[j]);
+            iqdb__key_block_free(&db->mem, keys[j]);
+        }
     }
     iqdb__free(&db->mem, block, bytes);
     return rc;
@@ -322,9 +352,10 @@ static int apply_rows(iqdb *db, const iqdb__upsert_view *v) {
 
 static int apply_record(void *ctx, const iqdb__rec *r) {
     iqdb *db = ctx;
-    if (r->type == IQDB__REC_DELETE) return apply_delete(db, r);
+    if (r->type == IQDB__REC_DELETE || r->type == IQDB__REC_DELETE_KEY) return apply_delete(db, r);
     iqdb__upsert_view v;
-    if (iqdb__wal_parse_upsert(r->payload, r->len, db->dim, &v) || v.first_key != db->keys.n)
+    if (iqdb__wal_parse_upsert(r->payload, r->len, db->dim, r->type == IQDB__REC_UPSERT_KEY, &v) ||
+        v.first_key != db->keys.n)
         return IQDB_CORRUPT_WAL;
     const uint8_t *at = v.keys;
     for (uint32_t k = 0; k < v.n_keys; k++) {
@@ -377,6 +408,7 @@ static int load_snapshot(iqdb *db) {
     }
     d->generation = r.generation;
     d->ckpt_lsn = r.lsn;
+    d->upgrade = r.version < IQDB__FORMAT_VERSION;
     iqdb__snapshot_close(&r);
     return rc;
 }
@@ -463,6 +495,7 @@ static int recover(iqdb *db) {
     }
     d->appended_lsn = d->synced_lsn = d->last_lsn;
     d->wal_bytes = d->wal.end;
+    if (d->wal.version < IQDB__FORMAT_VERSION) d->upgrade = 1;
     return IQDB_OK;
 }
 
@@ -498,6 +531,16 @@ int iqdb__dur_open(iqdb *db, const char *path) {
     d->wal.mem = &db->mem;
     IQDB_TRY(open_files(db));
     IQDB_TRY(recover(db));
+    if (d->upgrade && !d->read_only) {
+        /* Files of an older format version are rewritten as the current one before anything
+         * is appended, so no file ever mixes versions (an older library would misread it). */
+        iqdb__mutex_lock(&d->ckpt_mu);
+        iqdb__rwlock_rdlock(&db->lock);
+        int rc = checkpoint_locked(db);
+        iqdb__rwlock_rdunlock(&db->lock);
+        iqdb__mutex_unlock(&d->ckpt_mu);
+        IQDB_TRY(rc);
+    }
     if (d->sync == IQDB_SYNC_PERIODIC && !d->read_only) {
         if (iqdb__thread_create(&d->thread, sync_thread, d))
             return iqdb__fail(NULL, IQDB_NOMEM, "could not start the sync thread");

@@ -48,9 +48,24 @@ struct iqdb {
  * makes a durable handle write the WAL record between phase A and phase B, so a failed append
  * leaves nothing behind. Blobs pass in and are freed on every path. *lsn gets the record's LSN
  * (0 when nothing was logged). */
-int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs, const float *sqn,
-                        uint8_t **blobs, const uint32_t *blob_len, uint32_t *slots, int log,
-                        uint64_t *lsn);
+int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, const float *vecs,
+                        const float *sqn, uint8_t **blobs, const uint32_t *blob_len,
+                        uint32_t *slots, int log, uint64_t *lsn);
+/* `keys`: NULL for records named by the u64 `ids`; else n key blocks (store/keys.h) naming them
+ * (ids unused), which pass in like the blobs and are freed on every failure path. */
+
+/* iqdb.c: the body of iqdb_upsert_batch and its keyed twin (src/iqdb_keys.c) after the argument
+ * checks: ids or keys (as above; keys are freed on every path), vectors, metadata. */
+int iqdb__upsert_many(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, const float *vecs,
+                      const iqdb_meta *const *metas);
+/* iqdb.c: under the read lock, the vector and metadata of a live slot (iqdb_get's output). */
+int iqdb__read_slot(iqdb *db, uint32_t slot, float *vec_out, iqdb_meta **meta_out);
+
+#define IQDB__CHECK_DB(db)                                                                  \
+    do {                                                                                    \
+        if (!(db) || (db)->magic != IQDB_MAGIC)                                             \
+            return iqdb__fail(NULL, IQDB_MISUSE, "%s: invalid or closed handle", __func__); \
+    } while (0)
 /* iqdb.c: validates the parameters an index kind takes (also for parameters read from a file). */
 int iqdb__validate_index_options(iqdb_options *o);
 /* iqdb.c: the internal kind for the options' index and quantizer (a flat index with a quantizer
@@ -65,9 +80,11 @@ int iqdb__dur_close(iqdb *db, int checkpoint);
 /* Under the write lock: may this handle write now? (read-only, fatal, a pending WAL reset) */
 int iqdb__dur_writable(iqdb *db);
 /* Under the write lock: log the write (build + append + publish). */
-int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
-                         uint8_t *const *blobs, const uint32_t *lens, uint64_t *lsn);
+int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, uint8_t *const *keys,
+                         const float *vecs, uint8_t *const *blobs, const uint32_t *lens,
+                         uint64_t *lsn);
 int iqdb__dur_log_delete(iqdb *db, iqdb_id id, uint64_t *lsn);
+int iqdb__dur_log_delete_key(iqdb *db, const uint8_t *key_block, uint64_t *lsn);
 /* After the write lock is released: wait for durability (ALWAYS), checkpoint if the WAL is big. */
 int iqdb__dur_after_write(iqdb *db, uint64_t lsn);
 int iqdb__dur_checkpoint(iqdb *db);

@@ -19,6 +19,7 @@
 #include "handle.h"
 #include "persist/compress.h"
 #include "persist/format.h"
+#include "store/keys.h"
 
 iqdb__index *iqdb__db_index(iqdb *db) { return db->index; }
 const iqdb__env *iqdb__db_env(iqdb *db) { return &db->env; }
@@ -314,13 +315,22 @@ static void undo_phase_a(iqdb *db, const uint32_t *slots, size_t n) {
     }
 }
 
-int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs, const float *sqn,
-                        uint8_t **blobs, const uint32_t *blob_len, uint32_t *slots, int log,
-                        uint64_t *lsn) {
+/* Frees the key blocks [from, n) of a keyed write (keys may be NULL: a u64 write). */
+static void free_keys(iqdb *db, uint8_t **keys, size_t from, size_t n) {
+    for (size_t i = from; keys && i < n; i++) {
+        iqdb__key_block_free(&db->mem, keys[i]);
+        keys[i] = NULL;
+    }
+}
+
+int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, const float *vecs,
+                        const float *sqn, uint8_t **blobs, const uint32_t *blob_len,
+                        uint32_t *slots, int log, uint64_t *lsn) {
     iqdb__store *st = &db->store;
     *lsn = 0;
-    int rc = iqdb__store_reserve(st, n);
+    int rc = keys ? iqdb__store_reserve_keyed(st, n) : iqdb__store_reserve(st, n);
     if (rc) {
+        free_keys(db, keys, 0, n);
         for (size_t i = 0; i < n; i++) iqdb__free(&db->mem, blobs[i], blob_len[i]);
         return rc == IQDB_FULL
                    ? iqdb__fail(db, IQDB_FULL, "the database holds the maximum of %u rows",
@@ -329,11 +339,17 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vec
     }
     /* phase A */
     for (size_t i = 0; i < n; i++) {
-        slots[i] = iqdb__store_add(st, ids[i], vecs + i * db->dim, sqn[i], blobs[i], blob_len[i]);
+        slots[i] = iqdb__store_add(st, keys ? 0 : ids[i], vecs + i * db->dim, sqn[i], blobs[i],
+                                   blob_len[i]);
         blobs[i] = NULL;
+        if (keys) {
+            iqdb__store_set_key(st, slots[i], keys[i]);
+            keys[i] = NULL;
+        }
         rc = iqdb__index_insert(db->index, &db->env, slots[i]);
         if (rc) {
             undo_phase_a(db, slots, i + 1);
+            free_keys(db, keys, i + 1, n);
             for (size_t j = i + 1; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
             return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
         }
@@ -341,9 +357,15 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vec
     /* The WAL record goes between the phases: a failed append is undone like a failed insert,
      * and phase B cannot fail, so a logged write always applies. */
     if (log && db->dur) {
-        for (size_t i = 0; i < n; i++) blobs[i] = st->meta[slots[i]]; /* borrowed */
-        rc = iqdb__dur_log_upsert(db, n, ids, vecs, blobs, blob_len, lsn);
-        for (size_t i = 0; i < n; i++) blobs[i] = NULL;
+        for (size_t i = 0; i < n; i++) { /* borrowed */
+            blobs[i] = st->meta[slots[i]];
+            if (keys) keys[i] = st->keys[slots[i]];
+        }
+        rc = iqdb__dur_log_upsert(db, n, ids, keys, vecs, blobs, blob_len, lsn);
+        for (size_t i = 0; i < n; i++) {
+            blobs[i] = NULL;
+            if (keys) keys[i] = NULL;
+        }
         if (rc) {
             undo_phase_a(db, slots, n);
             return iqdb__fail_retag(db, rc);
@@ -351,12 +373,17 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, const float *vec
     }
     /* phase B: cannot fail */
     for (size_t i = 0; i < n; i++) {
-        uint32_t old = iqdb__idmap_find(&st->map, ids[i]);
+        uint32_t old;
+        if (keys) {
+            old = iqdb__store_key_bind(st, slots[i]);
+        } else {
+            old = iqdb__idmap_find(&st->map, ids[i]);
+            iqdb__idmap_put(&st->map, ids[i], slots[i]);
+        }
         if (old != IQDB__NO_SLOT) {
             iqdb__index_remove(db->index, &db->env, old);
             iqdb__store_remove(st, old);
         }
-        iqdb__idmap_put(&st->map, ids[i], slots[i]);
     }
     /* the write is done; the index may now reorganise (IVF training), which never fails */
     iqdb__index_maintain(db->index, &db->env);
@@ -380,7 +407,7 @@ int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta *meta) {
         uint32_t len, slot;
         rc = iqdb__meta_encode(meta, &db->keys, &db->mem, &blob, &len);
         if (rc == IQDB_OK)
-            rc = iqdb__apply_upserts(db, 1, &id, vec, &sqn, &blob, &len, &slot, 1, &lsn);
+            rc = iqdb__apply_upserts(db, 1, &id, NULL, vec, &sqn, &blob, &len, &slot, 1, &lsn);
         else
             rc = rc == IQDB_NOMEM ? iqdb__nomem(db)
                                   : iqdb__fail(db, rc, "metadata could not be stored");
@@ -396,15 +423,26 @@ int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
     if (n == 0) return IQDB_OK;
     if (!ids || !vecs)
         return iqdb__fail(db, IQDB_MISUSE, "iqdb_upsert_batch: ids and vecs are required");
+    return iqdb__upsert_many(db, n, ids, NULL, vecs, metas);
+}
+
+int iqdb__upsert_many(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, const float *vecs,
+                      const iqdb_meta *const *metas) {
     size_t total;
+    int rc = IQDB_OK;
     if (iqdb__mul_overflow(n, db->dim, &total) || n > IQDB__MAX_SLOTS)
-        return iqdb__fail(db, IQDB_INVALID, "batch of %zu records is too large", n);
-    for (size_t i = 0; i < n; i++) IQDB_TRY(check_vector(db, vecs + i * db->dim, "record", i));
+        rc = iqdb__fail(db, IQDB_INVALID, "batch of %zu records is too large", n);
+    for (size_t i = 0; i < n && rc == IQDB_OK; i++)
+        rc = check_vector(db, vecs + i * db->dim, "record", i);
     /* One block for the per-record scratch: norms, blob pointers, lengths, slots. */
-    size_t per = sizeof(float) + sizeof(uint8_t *) + sizeof(uint32_t) * 2, bytes;
-    if (iqdb__mul_overflow(n, per, &bytes)) return iqdb__nomem(db);
-    uint8_t **blobs = iqdb__alloc(&db->mem, bytes);
-    if (!blobs) return iqdb__nomem(db);
+    size_t per = sizeof(float) + sizeof(uint8_t *) + sizeof(uint32_t) * 2, bytes = 0;
+    if (rc == IQDB_OK && iqdb__mul_overflow(n, per, &bytes)) rc = iqdb__nomem(db);
+    uint8_t **blobs = rc ? NULL : iqdb__alloc(&db->mem, bytes);
+    if (rc == IQDB_OK && !blobs) rc = iqdb__nomem(db);
+    if (rc) {
+        free_keys(db, keys, 0, n);
+        return rc;
+    }
     float *sqn = (float *)(blobs + n);
     uint32_t *lens = (uint32_t *)(sqn + n);
     uint32_t *slots = lens + n;
@@ -414,7 +452,7 @@ int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
         sqn[i] = db->kern->pair[IQDB__OP_DOT](vecs + i * db->dim, vecs + i * db->dim, db->dim);
     }
     iqdb__rwlock_wrlock(&db->lock);
-    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
+    rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
     if (rc) rc = iqdb__fail_retag(db, rc);
     uint64_t lsn = 0;
     for (size_t i = 0; i < n && rc == IQDB_OK; i++) {
@@ -426,7 +464,10 @@ int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
                      : iqdb__fail(db, rc, "metadata of record %zu could not be stored", i);
         }
     }
-    if (rc == IQDB_OK) rc = iqdb__apply_upserts(db, n, ids, vecs, sqn, blobs, lens, slots, 1, &lsn);
+    if (rc == IQDB_OK)
+        rc = iqdb__apply_upserts(db, n, ids, keys, vecs, sqn, blobs, lens, slots, 1, &lsn);
+    else
+        free_keys(db, keys, 0, n);
     iqdb__rwlock_wrunlock(&db->lock);
     iqdb__free(&db->mem, blobs, bytes);
     if (rc == IQDB_OK && lsn) rc = iqdb__dur_after_write(db, lsn);
@@ -464,25 +505,31 @@ int iqdb_get(iqdb *db, iqdb_id id, float *vec_out, iqdb_meta **meta_out) {
     iqdb__rwlock_rdlock(&db->lock);
     int rc = IQDB_OK;
     uint32_t slot = iqdb__idmap_find(&db->store.map, id);
-    if (slot == IQDB__NO_SLOT) {
+    if (slot == IQDB__NO_SLOT)
         rc = iqdb__fail(db, IQDB_NOTFOUND, "no record with id %llu", (unsigned long long)id);
+    else if (vec_out && db->store.no_vectors) { /* codes only: the decoded code */
+        if (iqdb__index_vector(db->index, &db->env, slot, vec_out))
+            rc = iqdb__fail(db, IQDB_CORRUPT, "id %llu has no code", (unsigned long long)id);
+        else
+            rc = iqdb__read_slot(db, slot, NULL, meta_out);
     } else {
-        if (vec_out && db->store.no_vectors) { /* codes only: the decoded code */
-            if (iqdb__index_vector(db->index, &db->env, slot, vec_out))
-                rc = iqdb__fail(db, IQDB_CORRUPT, "id %llu has no code", (unsigned long long)id);
-        } else if (vec_out) {
-            memcpy(vec_out, iqdb__store_vec(&db->store, slot), db->dim * sizeof(float));
-        }
-        if (rc == IQDB_OK && meta_out && db->store.meta[slot]) {
-            rc = iqdb__meta_decode(db->store.meta[slot], db->store.meta_len[slot], &db->keys,
-                                   &db->mem, meta_out);
-            if (rc == IQDB_NOMEM)
-                rc = iqdb__nomem(db);
-            else if (rc)
-                rc = iqdb__fail(db, rc, "metadata of id %llu is corrupt", (unsigned long long)id);
-        }
+        rc = iqdb__read_slot(db, slot, vec_out, meta_out);
     }
     iqdb__rwlock_rdunlock(&db->lock);
+    return rc;
+}
+
+int iqdb__read_slot(iqdb *db, uint32_t slot, float *vec_out, iqdb_meta **meta_out) {
+    int rc = IQDB_OK;
+    if (vec_out) memcpy(vec_out, iqdb__store_vec(&db->store, slot), db->dim * sizeof(float));
+    if (meta_out && db->store.meta[slot]) {
+        rc = iqdb__meta_decode(db->store.meta[slot], db->store.meta_len[slot], &db->keys, &db->mem,
+                               meta_out);
+        if (rc == IQDB_NOMEM)
+            rc = iqdb__nomem(db);
+        else if (rc)
+            rc = iqdb__fail(db, rc, "metadata of slot %u is corrupt", slot);
+    }
     return rc;
 }
 
@@ -664,6 +711,8 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     full.mem_rows = iqdb__store_mem_rows(&db->store);
     full.mem_meta = iqdb__store_mem_meta(&db->store) + iqdb__keydict_mem(&db->keys);
     full.mem_index = iqdb__index_mem(db->index);
+    full.keyed = db->store.kmap.count;
+    full.mem_keys = iqdb__store_mem_keys(&db->store);
     iqdb__index_desc d;
     iqdb__index_describe(db->index, &d);
     full.mem_codes = d.mem_codes;
@@ -672,8 +721,8 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     full.ivf_lists = d.lists;
     full.trained = d.trained;
     full.trained_rows = d.trained_rows;
-    uint64_t known =
-        full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index + full.mem_codes;
+    uint64_t known = full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index +
+                     full.mem_keys + full.mem_codes;
     full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;
     iqdb__dur_stats(db, &full);
     iqdb__rwlock_rdunlock(&db->lock);
@@ -683,7 +732,7 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
 
 static int check_rows(iqdb *db, uint8_t *seen) {
     const iqdb__store *st = &db->store;
-    uint64_t live = 0;
+    uint64_t live = 0, keyed = 0;
     for (size_t i = 0; i < st->n_free; i++) {
         uint32_t slot = st->free_list[i];
         if (slot >= st->n_slots || st->live[slot] || seen[slot])
@@ -698,8 +747,13 @@ static int check_rows(iqdb *db, uint8_t *seen) {
             continue;
         }
         live++;
-        if (iqdb__idmap_find(&st->map, st->ids[slot]) != slot)
+        if (iqdb__store_is_keyed((const uint8_t *const *)st->keys, (uint32_t)slot)) {
+            keyed++;
+            if (iqdb__store_key_check(st, (uint32_t)slot))
+                return iqdb__fail(db, IQDB_CORRUPT, "the key map does not lead to slot %zu", slot);
+        } else if (iqdb__idmap_find(&st->map, st->ids[slot]) != slot) {
             return iqdb__fail(db, IQDB_CORRUPT, "id map does not lead to slot %zu", slot);
+        }
         if (!st->no_vectors) { /* codes only: the index checks its codes */
             const float *v = iqdb__store_vec(st, (uint32_t)slot);
             if (!iqdb__all_finite(v, db->dim))
@@ -713,9 +767,10 @@ static int check_rows(iqdb *db, uint8_t *seen) {
         if (iqdb__meta_blob_check(st->meta[slot], st->meta_len[slot], db->keys.n))
             return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has malformed metadata", slot);
     }
-    if (live != st->count || st->map.count != st->count)
-        return iqdb__fail(db, IQDB_CORRUPT, "row count %llu, live slots %llu, ids %zu disagree",
-                          (unsigned long long)st->count, (unsigned long long)live, st->map.count);
+    if (live != st->count || st->map.count + keyed != st->count || st->kmap.count != keyed)
+        return iqdb__fail(
+            db, IQDB_CORRUPT, "row count %llu, live slots %llu, ids %zu, keys %zu disagree",
+            (unsigned long long)st->count, (unsigned long long)live, st->map.count, st->kmap.count);
     return IQDB_OK;
 }
 

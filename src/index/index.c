@@ -3,6 +3,7 @@
  * default case; -Wswitch-enum turns a missing kind into a build error.
  */
 #include "index/index.h"
+#include "store/keys.h"
 
 #include "index/flat.h"
 #include "index/ivf.h"
@@ -151,9 +152,13 @@ int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env) {
 void iqdb__hits_from_top(const iqdb__store *st, iqdb__topk *top, iqdb_hit *hits, size_t *n) {
     iqdb__topk_sort(top);
     for (size_t i = 0; i < top->n; i++) {
-        hits[i].id = st->ids[top->h[i].slot];
+        uint32_t slot = top->h[i].slot;
+        /* A keyed record's hit is a handle (store/keys.h): its sequence number names the
+         * version, slot + 1 (never 0) says "keyed" and where; iqdb_hit_key resolves it. */
+        int keyed = iqdb__store_is_keyed((const uint8_t *const *)st->keys, slot);
+        hits[i].id = keyed ? st->seqs[slot] : st->ids[slot];
         hits[i].distance = top->h[i].d;
-        hits[i].reserved = 0;
+        hits[i].reserved = keyed ? slot + 1 : 0;
     }
     *n = top->n;
 }

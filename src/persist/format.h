@@ -11,7 +11,11 @@
 
 #include "internal.h"
 
-#define IQDB__FORMAT_VERSION 1u
+/* Version 2 added byte keys (keyed snapshot rows, WAL record types 3 and 4). Files are written
+ * as version 2; version 1 files (which cannot hold keys) are still read. The bump is what makes a
+ * version-1 reader refuse a keyed WAL (IQDB_FORMAT) instead of taking its first keyed record for
+ * a torn tail and cutting it off. */
+#define IQDB__FORMAT_VERSION 2u
 
 /* snapshot */
 #define IQDB__SNAP_MAGIC "IQDBSNAP"
@@ -33,7 +37,12 @@ enum { IQDB__CODEC_NONE = 0, IQDB__CODEC_ZSTD = 1, IQDB__CODEC_LZ4 = 2 };
 #define IQDB__WAL_HDR 40u
 #define IQDB__REC_HDR 40u
 #define IQDB__REC_MAX (1u << 30) /* payload bytes */
-enum { IQDB__REC_UPSERT = 1, IQDB__REC_DELETE = 2 };
+enum {
+    IQDB__REC_UPSERT = 1,
+    IQDB__REC_DELETE = 2,
+    IQDB__REC_UPSERT_KEY = 3, /* version 2 */
+    IQDB__REC_DELETE_KEY = 4  /* version 2 */
+};
 
 /* ---- little-endian fields ---------------------------------------------------------------- */
 

@@ -212,6 +212,7 @@ static int check_header(iqdb__snap_reader *r, const uint8_t *h, uint32_t *n) {
                           "snapshot is compressed with %s, which this build does not have",
                           iqdb__codec_name((int)codec));
     r->metric = (iqdb_metric)metric;
+    r->version = version;
     r->params.index = (iqdb_index_kind)kind;
     r->codec = (int)codec;
     r->generation = iqdb__get64(h + 32);

@@ -63,6 +63,7 @@ typedef struct iqdb__snap_reader {
     uint32_t dim;
     iqdb_metric metric;
     int codec;
+    uint32_t version; /* the file's format version */
     uint64_t generation, lsn;
     iqdb__params params;
     iqdb__snap_entry sec[IQDB__SNAP_SECTIONS];

@@ -12,6 +12,7 @@
 #include "persist/wal.h"
 
 #include "persist/crc32c.h"
+#include "store/keys.h"
 
 static int corrupt(const char *fmt, ...) IQDB_PRINTF(1, 2);
 static int corrupt(const char *fmt, ...) {
@@ -67,12 +68,15 @@ static void seal(iqdb__wal *w, uint64_t lsn, uint64_t synced, uint32_t len, uint
 }
 
 int iqdb__wal_build_upsert(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, size_t n, uint32_t dim,
-                           const uint64_t *ids, const float *vecs, uint8_t *const *blobs,
-                           const uint32_t *blob_lens, const iqdb__keydict *keys,
-                           uint32_t first_key) {
-    uint64_t len = 12, row = 12 + (uint64_t)dim * 4;
+                           const uint64_t *ids, uint8_t *const *id_keys, const float *vecs,
+                           uint8_t *const *blobs, const uint32_t *blob_lens,
+                           const iqdb__keydict *keys, uint32_t first_key) {
+    uint64_t len = 12, row = 12 + (uint64_t)dim * 4; /* a keyed row: 8 + key + the same */
     for (size_t k = first_key; k < keys->n; k++) len += 4 + (uint64_t)keys->lens[k];
-    for (size_t i = 0; i < n && len <= IQDB__REC_MAX; i++) len += row + blob_lens[i];
+    for (size_t i = 0; i < n && len <= IQDB__REC_MAX; i++) {
+        len += row + blob_lens[i];
+        if (id_keys) len = len + iqdb__key_block_size(id_keys[i]) - 8; /* len >= 12: no wrap */
+    }
     if (len > IQDB__REC_MAX || n > UINT32_MAX - 2)
         return iqdb__fail(NULL, IQDB_INVALID, "the batch needs a WAL record over 1 GiB");
     if (ensure(w, (size_t)rec_size(len))) return iqdb__fail(NULL, IQDB_NOMEM, "out of memory");
@@ -87,14 +91,22 @@ int iqdb__wal_build_upsert(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, size
         p += 4 + keys->lens[k];
     }
     for (size_t i = 0; i < n; i++) {
-        iqdb__put64(p, ids[i]);
+        if (id_keys) {
+            uint32_t kl = iqdb__key_block_len(id_keys[i]);
+            iqdb__put32(p, kl);
+            memcpy(p + 4, iqdb__key_block_bytes(id_keys[i]), kl);
+            /* the key takes the u64 id's place; (p + 4 + kl) - 8 stays inside the buffer */
+            p = p + 4 + kl - 8;
+        } else {
+            iqdb__put64(p, ids[i]);
+        }
         iqdb__put32(p + 8, blob_lens[i]);
         iqdb__put_f32s(p + 12, vecs + i * dim, dim);
         p += row;
         if (blob_lens[i]) memcpy(p, blobs[i], blob_lens[i]);
         p += blob_lens[i];
     }
-    seal(w, lsn, synced_lsn, (uint32_t)len, IQDB__REC_UPSERT);
+    seal(w, lsn, synced_lsn, (uint32_t)len, id_keys ? IQDB__REC_UPSERT_KEY : IQDB__REC_UPSERT);
     return IQDB_OK;
 }
 
@@ -102,6 +114,14 @@ int iqdb__wal_build_delete(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, uint
     if (ensure(w, (size_t)rec_size(8))) return iqdb__fail(NULL, IQDB_NOMEM, "out of memory");
     iqdb__put64(w->buf + IQDB__REC_HDR, id);
     seal(w, lsn, synced_lsn, 8, IQDB__REC_DELETE);
+    return IQDB_OK;
+}
+
+int iqdb__wal_build_delete_key(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, const uint8_t *key,
+                               uint32_t len) {
+    if (ensure(w, (size_t)rec_size(len))) return iqdb__fail(NULL, IQDB_NOMEM, "out of memory");
+    memcpy(w->buf + IQDB__REC_HDR, key, len);
+    seal(w, lsn, synced_lsn, len, IQDB__REC_DELETE_KEY);
     return IQDB_OK;
 }
 
@@ -133,6 +153,7 @@ int iqdb__wal_reset(iqdb__wal *w, uint64_t generation, uint64_t start_lsn) {
     if (rc) return ioerr(rc, "resetting");
     w->generation = generation;
     w->start_lsn = start_lsn;
+    w->version = IQDB__FORMAT_VERSION;
     w->end = IQDB__WAL_HDR;
     return IQDB_OK;
 }
@@ -141,8 +162,10 @@ int iqdb__wal_reset(iqdb__wal *w, uint64_t generation, uint64_t start_lsn) {
 /* Parsing payloads                                                                             */
 /* ============================================================================================ */
 
-int iqdb__wal_parse_upsert(const uint8_t *p, uint32_t len, uint32_t dim, iqdb__upsert_view *v) {
+int iqdb__wal_parse_upsert(const uint8_t *p, uint32_t len, uint32_t dim, int keyed,
+                           iqdb__upsert_view *v) {
     const uint8_t *end = p + len;
+    v->keyed = keyed;
     if (len < 12) return IQDB_CORRUPT;
     v->n = iqdb__get32(p);
     v->first_key = iqdb__get32(p + 4);
@@ -161,6 +184,13 @@ int iqdb__wal_parse_upsert(const uint8_t *p, uint32_t len, uint32_t dim, iqdb__u
     v->rows = p;
     size_t fixed = 12 + (size_t)dim * 4;
     for (uint32_t i = 0; i < v->n; i++) {
+        if (keyed) { /* u32 key length and the key stand where the u64 id is */
+            if ((size_t)(end - p) < 4) return IQDB_CORRUPT;
+            uint32_t kl = iqdb__get32(p);
+            if (kl == 0 || kl > IQDB_MAX_ID_KEY_LEN || kl > (size_t)(end - p) - 4)
+                return IQDB_CORRUPT;
+            p = p + 4 + kl - 8;
+        }
         if ((size_t)(end - p) < fixed) return IQDB_CORRUPT;
         uint32_t bl = iqdb__get32(p + 8);
         if (bl > IQDB__META_MAX || bl > (size_t)(end - p) - fixed) return IQDB_CORRUPT;
@@ -182,6 +212,15 @@ const uint8_t *iqdb__wal_next_row(const uint8_t *at, uint32_t dim, uint64_t *id,
     *vec = at + 12;
     *blob = at + 12 + (size_t)dim * 4;
     return *blob + *blob_len;
+}
+
+const uint8_t *iqdb__wal_next_key_row(const uint8_t *at, uint32_t dim, const uint8_t **key,
+                                      uint32_t *key_len, const uint8_t **vec, const uint8_t **blob,
+                                      uint32_t *blob_len) {
+    uint64_t unused;
+    *key_len = iqdb__get32(at);
+    *key = at + 4;
+    return iqdb__wal_next_row(at + 4 + *key_len - 8, dim, &unused, vec, blob, blob_len);
 }
 
 /* ============================================================================================ */
@@ -220,8 +259,8 @@ static int read_record(iqdb__wal *w, uint64_t pos, uint64_t size, uint64_t expec
     int rc = read_at(w, b, sizeof b, pos);
     if (rc) return -rc;
     if (parse_hdr(b, h) || h->gen != w->generation || h->lsn != expect || h->len > IQDB__REC_MAX ||
-        rec_size(h->len) > size - pos ||
-        (h->type != IQDB__REC_UPSERT && h->type != IQDB__REC_DELETE))
+        rec_size(h->len) > size - pos || h->type < IQDB__REC_UPSERT ||
+        h->type > IQDB__REC_DELETE_KEY)
         return 0;
     if (ensure(w, h->len ? h->len : 1)) return -iqdb__fail(NULL, IQDB_NOMEM, "out of memory");
     rc = read_at(w, w->buf, h->len, pos + IQDB__REC_HDR);
@@ -269,6 +308,7 @@ static int read_header(iqdb__wal *w, uint64_t size) {
         return 0;
     w->generation = iqdb__get64(h + 16);
     w->start_lsn = iqdb__get64(h + 24);
+    w->version = iqdb__get32(h + 8);
     return 1;
 }
 

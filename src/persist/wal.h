@@ -18,9 +18,11 @@ typedef struct iqdb__wal {
     iqdb__file *f;
     iqdb__mem *mem;
     uint64_t generation, start_lsn;
-    uint64_t end;     /* where the next record goes */
-    uint8_t *buf;     /* the record being built */
-    size_t cap, len;  /* buf capacity, built record length */
+    uint32_t
+        version;     /* the header's format version (recovery sets it; a reset writes the newest) */
+    uint64_t end;    /* where the next record goes */
+    uint8_t *buf;    /* the record being built */
+    size_t cap, len; /* buf capacity, built record length */
     uint64_t rec_lsn; /* LSN of the built record */
 } iqdb__wal;
 
@@ -34,24 +36,35 @@ int iqdb__wal_append(iqdb__wal *w);
 void iqdb__wal_destroy(iqdb__wal *w); /* frees the buffer; the caller closes the file */
 
 /* Builds an upsert record of n rows into w->buf: keys [first_key, keys->n) are the new keys
- * the rows' metadata introduced. IQDB_OK, IQDB_NOMEM, IQDB_INVALID (over IQDB__REC_MAX). */
+ * the rows' metadata introduced. Rows are named by `ids`, or, when `id_keys` is not NULL, by
+ * those key blocks (store/keys.h; a keyed record, type 3). IQDB_OK, IQDB_NOMEM, IQDB_INVALID
+ * (over IQDB__REC_MAX). */
 int iqdb__wal_build_upsert(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, size_t n, uint32_t dim,
-                           const uint64_t *ids, const float *vecs, uint8_t *const *blobs,
-                           const uint32_t *blob_lens, const iqdb__keydict *keys,
-                           uint32_t first_key);
+                           const uint64_t *ids, uint8_t *const *id_keys, const float *vecs,
+                           uint8_t *const *blobs, const uint32_t *blob_lens,
+                           const iqdb__keydict *keys, uint32_t first_key);
 int iqdb__wal_build_delete(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, uint64_t id);
+/* A delete of the record named by a byte key (type 4; the payload is the key). */
+int iqdb__wal_build_delete_key(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, const uint8_t *key,
+                               uint32_t len);
 
 /* A parsed upsert payload: structurally valid (every length inside the payload). */
 typedef struct iqdb__upsert_view {
     uint32_t n, first_key, n_keys, dim;
+    int keyed;           /* type 3: rows start with u32 key length + key instead of u64 id */
     const uint8_t *keys; /* n_keys x (u32 len, bytes) */
     const uint8_t *rows; /* n x (u64 id, u32 meta_len, dim floats, blob) */
 } iqdb__upsert_view;
-int iqdb__wal_parse_upsert(const uint8_t *p, uint32_t len, uint32_t dim, iqdb__upsert_view *v);
+int iqdb__wal_parse_upsert(const uint8_t *p, uint32_t len, uint32_t dim, int keyed,
+                           iqdb__upsert_view *v);
 /* Steps through a parsed view (cursors start at v->keys / v->rows). */
 const uint8_t *iqdb__wal_next_key(const uint8_t *at, const char **key, uint32_t *len);
 const uint8_t *iqdb__wal_next_row(const uint8_t *at, uint32_t dim, uint64_t *id,
                                   const uint8_t **vec, const uint8_t **blob, uint32_t *blob_len);
+/* The same for a keyed view: *key and *key_len instead of the id. */
+const uint8_t *iqdb__wal_next_key_row(const uint8_t *at, uint32_t dim, const uint8_t **key,
+                                      uint32_t *key_len, const uint8_t **vec, const uint8_t **blob,
+                                      uint32_t *blob_len);
 
 /* Recovery. `apply` is called for each valid record in order; a non-OK result stops recovery
  * with that code. */

@@ -73,15 +73,10 @@ void iqdb__idmap_renumber(iqdb__idmap *m, const uint32_t *to) {
         if (m->e[i].slot != IQDB__NO_SLOT) m->e[i].slot = to[m->e[i].slot];
 }
 
-uint32_t iqdb__idmap_remove(iqdb__idmap *m, uint64_t key) {
-    if (!m->cap) return IQDB__NO_SLOT;
-    size_t mask = m->cap - 1, i = home(key, mask);
-    while (m->e[i].slot != IQDB__NO_SLOT && m->e[i].key != key) i = (i + 1) & mask;
-    if (m->e[i].slot == IQDB__NO_SLOT) return IQDB__NO_SLOT;
-    uint32_t slot = m->e[i].slot;
-    /* Backward-shift deletion: pull later members of the probe run into the hole when the hole
-     * lies between their home and their position (cyclically). */
-    size_t hole = i, j = i;
+/* Backward-shift deletion of entry i: pull later members of the probe run into the hole when
+ * the hole lies between their home and their position (cyclically). */
+static void erase_at(iqdb__idmap *m, size_t i) {
+    size_t mask = m->cap - 1, hole = i, j = i;
     for (;;) {
         j = (j + 1) & mask;
         if (m->e[j].slot == IQDB__NO_SLOT) break;
@@ -95,7 +90,48 @@ uint32_t iqdb__idmap_remove(iqdb__idmap *m, uint64_t key) {
     m->e[hole].slot = IQDB__NO_SLOT;
     m->e[hole].key = 0;
     m->count--;
+}
+
+uint32_t iqdb__idmap_remove(iqdb__idmap *m, uint64_t key) {
+    if (!m->cap) return IQDB__NO_SLOT;
+    size_t mask = m->cap - 1, i = home(key, mask);
+    while (m->e[i].slot != IQDB__NO_SLOT && m->e[i].key != key) i = (i + 1) & mask;
+    if (m->e[i].slot == IQDB__NO_SLOT) return IQDB__NO_SLOT;
+    uint32_t slot = m->e[i].slot;
+    erase_at(m, i);
     return slot;
+}
+
+void iqdb__idmap_add(iqdb__idmap *m, uint64_t key, uint32_t slot) {
+    IQDB_ASSERT(m->cap && (m->count + 1) * 2 <= m->cap + 1);
+    size_t mask = m->cap - 1, i = home(key, mask);
+    while (m->e[i].slot != IQDB__NO_SLOT) i = (i + 1) & mask;
+    m->e[i].key = key;
+    m->e[i].slot = slot;
+    m->count++;
+}
+
+uint32_t iqdb__idmap_next(const iqdb__idmap *m, uint64_t key, size_t *pos) {
+    if (!m->cap) return IQDB__NO_SLOT;
+    size_t mask = m->cap - 1, i = *pos == SIZE_MAX ? home(key, mask) : ((*pos + 1) & mask);
+    /* The run is bounded: load <= 1/2 guarantees an empty entry. */
+    for (; m->e[i].slot != IQDB__NO_SLOT; i = (i + 1) & mask)
+        if (m->e[i].key == key) {
+            *pos = i;
+            return m->e[i].slot;
+        }
+    return IQDB__NO_SLOT;
+}
+
+int iqdb__idmap_remove_slot(iqdb__idmap *m, uint64_t key, uint32_t slot) {
+    if (!m->cap) return 0;
+    size_t mask = m->cap - 1, i = home(key, mask);
+    for (; m->e[i].slot != IQDB__NO_SLOT; i = (i + 1) & mask)
+        if (m->e[i].key == key && m->e[i].slot == slot) {
+            erase_at(m, i);
+            return 1;
+        }
+    return 0;
 }
 
 size_t iqdb__idmap_mem(const iqdb__idmap *m) { return m->cap * sizeof *m->e; }

@@ -40,4 +40,14 @@ void iqdb__idmap_renumber(iqdb__idmap *m, const uint32_t *to);
 uint32_t iqdb__idmap_remove(iqdb__idmap *m, uint64_t key);
 size_t iqdb__idmap_mem(const iqdb__idmap *m);
 
+/* Multimap use (the byte-key map of store/keys.h, whose map key is a hash of the key bytes, so
+ * several entries may share one map key): */
+/* Adds an entry key -> slot without looking for an existing one. Requires a prior reserve. */
+void iqdb__idmap_add(iqdb__idmap *m, uint64_t key, uint32_t slot);
+/* Steps through the slots stored under `key`: start with *pos = SIZE_MAX; returns the next slot
+ * or IQDB__NO_SLOT at the end. The map must not change during the walk. */
+uint32_t iqdb__idmap_next(const iqdb__idmap *m, uint64_t key, size_t *pos);
+/* Removes the entry key -> slot; returns 1 if it was there. */
+int iqdb__idmap_remove_slot(iqdb__idmap *m, uint64_t key, uint32_t slot);
+
 #endif

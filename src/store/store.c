@@ -4,6 +4,7 @@
 #include "store/store.h"
 
 #include "persist/format.h"
+#include "store/keys.h"
 
 /* Rows per chunk: about 1 MiB of vectors, at least 64 rows and at most 65536. Small enough that
  * a growing database wastes little, large enough that the chunk table stays tiny and a scan
@@ -22,6 +23,7 @@ void iqdb__store_init(iqdb__store *s, iqdb__mem *mem, uint32_t dim) {
     s->stride = (dim + 15u) & ~15u;
     s->chunk_shift = pick_chunk_shift(s->stride);
     iqdb__idmap_init(&s->map, mem);
+    iqdb__idmap_init(&s->kmap, mem);
 }
 
 static size_t chunk_bytes(const iqdb__store *s) {
@@ -34,7 +36,12 @@ static size_t chunk_bytes(const iqdb__store *s) {
 
 void iqdb__store_destroy(iqdb__store *s) {
     for (size_t i = 0; i < s->n_slots; i++)
-        if (s->live[i]) iqdb__free(s->mem, s->meta[i], s->meta_len[i]);
+        if (s->live[i]) {
+            iqdb__free(s->mem, s->meta[i], s->meta_len[i]);
+            if (s->keys) iqdb__key_block_free(s->mem, s->keys[i]);
+        }
+    iqdb__free(s->mem, s->keys, s->keys ? s->slots_cap * sizeof *s->keys : 0);
+    iqdb__idmap_destroy(&s->kmap);
     for (size_t c = 0; c < s->n_chunks; c++)
         iqdb__free_aligned(s->mem, s->chunks[c], chunk_bytes(s));
     iqdb__free(s->mem, s->chunks, s->chunks_cap * sizeof *s->chunks);
@@ -53,21 +60,22 @@ void iqdb__store_destroy(iqdb__store *s) {
 /* Grows every per-slot column to `ncap`: all new arrays are allocated before any old one is
  * released, so a failure leaves the store exactly as it was. */
 static int grow_columns(iqdb__store *s, size_t ncap) {
-    void *n[7] = {0};
-    const size_t sz[7] = {sizeof *s->ids,      sizeof *s->seqs,     sizeof *s->sqnorm,
-                          sizeof *s->meta,     sizeof *s->meta_len, sizeof *s->live,
-                          sizeof *s->free_list};
-    void **old[7] = {(void **)&s->ids,      (void **)&s->seqs,     (void **)&s->sqnorm,
-                     (void **)&s->meta,     (void **)&s->meta_len, (void **)&s->live,
-                     (void **)&s->free_list};
-    for (int i = 0; i < 7; i++) {
+    void *n[8] = {0};
+    const size_t sz[8] = {sizeof *s->ids,       sizeof *s->seqs,     sizeof *s->sqnorm,
+                          sizeof *s->meta,      sizeof *s->meta_len, sizeof *s->live,
+                          sizeof *s->free_list, sizeof *s->keys};
+    void **old[8] = {(void **)&s->ids,       (void **)&s->seqs,     (void **)&s->sqnorm,
+                     (void **)&s->meta,      (void **)&s->meta_len, (void **)&s->live,
+                     (void **)&s->free_list, (void **)&s->keys};
+    const int nc = s->keys ? 8 : 7; /* the key column exists once a key was stored */
+    for (int i = 0; i < nc; i++) {
         n[i] = iqdb__calloc(s->mem, ncap, sz[i]);
         if (!n[i]) {
             for (int j = 0; j < i; j++) iqdb__free(s->mem, n[j], ncap * sz[j]);
             return IQDB_NOMEM;
         }
     }
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < nc; i++) {
         if (s->slots_cap) memcpy(n[i], *old[i], s->slots_cap * sz[i]);
         iqdb__free(s->mem, *old[i], s->slots_cap * sz[i]);
         *old[i] = n[i];
@@ -77,11 +85,16 @@ static int grow_columns(iqdb__store *s, size_t ncap) {
 }
 
 int iqdb__store_reserve(iqdb__store *s, size_t n) {
+    if (n > s->n_free && n - s->n_free > (size_t)IQDB__MAX_SLOTS - s->n_slots) return IQDB_FULL;
+    IQDB_TRY(iqdb__idmap_reserve(&s->map, n));
+    return iqdb__store_reserve_slots(s, n);
+}
+
+int iqdb__store_reserve_slots(iqdb__store *s, size_t n) {
     /* Free slots absorb inserts first; only the rest needs new slots. */
     size_t fresh = n > s->n_free ? n - s->n_free : 0;
     if (fresh > (size_t)IQDB__MAX_SLOTS - s->n_slots) return IQDB_FULL;
     size_t need = s->n_slots + fresh;
-    IQDB_TRY(iqdb__idmap_reserve(&s->map, n));
     if (need > s->slots_cap) {
         size_t ncap = s->slots_cap ? s->slots_cap : 64;
         while (ncap < need) ncap = ncap < ((size_t)1 << 40) ? ncap * 2 : need;
@@ -134,6 +147,11 @@ void iqdb__store_remove(iqdb__store *s, uint32_t slot) {
     s->meta_bytes -= s->meta_len[slot];
     s->meta[slot] = NULL;
     s->meta_len[slot] = 0;
+    if (s->keys && s->keys[slot]) {
+        s->key_bytes -= iqdb__key_block_size(s->keys[slot]);
+        iqdb__key_block_free(s->mem, s->keys[slot]);
+        s->keys[slot] = NULL;
+    }
     s->live[slot] = 0;
     s->free_list[s->n_free++] = slot;
     s->count--;
@@ -147,12 +165,13 @@ typedef struct held_row {
     uint8_t *meta;
     uint32_t meta_len;
     uint8_t live;
+    uint8_t *key; /* the byte-key block, or NULL */
     float *vec;
 } held_row;
 
 static void swap_held(iqdb__store *s, uint32_t a, held_row *h, float *spare, size_t vbytes) {
-    held_row t = {s->ids[a],      s->seqs[a], s->sqnorm[a], s->meta[a],
-                  s->meta_len[a], s->live[a], spare};
+    held_row t = {s->ids[a],      s->seqs[a], s->sqnorm[a], s->meta[a], s->meta_len[a],
+                  s->live[a],     s->keys ? s->keys[a] : NULL, spare};
     float *va = iqdb__store_vec(s, a);
     memcpy(spare, va, vbytes);
     memcpy(va, h->vec, vbytes);
@@ -162,6 +181,7 @@ static void swap_held(iqdb__store *s, uint32_t a, held_row *h, float *spare, siz
     s->meta[a] = h->meta;
     s->meta_len[a] = h->meta_len;
     s->live[a] = h->live;
+    if (s->keys) s->keys[a] = h->key;
     *h = t;
 }
 
@@ -182,8 +202,14 @@ int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
         float *bufs[2] = {rows, rows + s->stride};
         int cur = 0;
         memcpy(bufs[cur], iqdb__store_vec(s, (uint32_t)i), vbytes);
-        held_row h = {s->ids[i],      s->seqs[i], s->sqnorm[i], s->meta[i],
-                      s->meta_len[i], s->live[i], bufs[cur]};
+        held_row h = {s->ids[i],
+                      s->seqs[i],
+                      s->sqnorm[i],
+                      s->meta[i],
+                      s->meta_len[i],
+                      s->live[i],
+                      s->keys ? s->keys[i] : NULL,
+                      bufs[cur]};
         size_t j = i;
         do {
             uint32_t k = to[j];
@@ -201,6 +227,7 @@ int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
     for (size_t k = n; k-- > 0;)
         if (!s->live[k]) s->free_list[s->n_free++] = (uint32_t)k;
     iqdb__idmap_renumber(&s->map, to);
+    iqdb__idmap_renumber(&s->kmap, to); /* byte keys: hash -> slot */
     return IQDB_OK;
 }
 
@@ -249,10 +276,20 @@ int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink) {
             IQDB_TRY(sink->write(sink->ctx, row, 1));
             continue;
         }
-        iqdb__put64(row + 1, s->ids[slot]);
+        const int keyed = iqdb__store_is_keyed((const uint8_t *const *)s->keys, (uint32_t)slot);
+        if (keyed) { /* live 2: u32 key length and the key, then the row with id 0 */
+            const uint8_t *kb = s->keys[slot];
+            uint8_t kh[5];
+            kh[0] = 2;
+            iqdb__put32(kh + 1, iqdb__key_block_len(kb));
+            IQDB_TRY(sink->write(sink->ctx, kh, sizeof kh));
+            IQDB_TRY(sink->write(sink->ctx, iqdb__key_block_bytes(kb), iqdb__key_block_len(kb)));
+        }
+        iqdb__put64(row + 1, keyed ? 0 : s->ids[slot]);
         iqdb__put64(row + 9, s->seqs[slot]);
         iqdb__put32(row + 17, s->meta_len[slot]);
-        IQDB_TRY(sink->write(sink->ctx, row, sizeof row));
+        IQDB_TRY(keyed ? sink->write(sink->ctx, row + 1, sizeof row - 1)
+                       : sink->write(sink->ctx, row, sizeof row));
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
         uint8_t tmp[64];
         const float *v = iqdb__store_vec(s, (uint32_t)slot);
@@ -303,15 +340,29 @@ static int read_growing(iqdb__mem *mem, iqdb__source *src, uint32_t len, uint8_t
     return IQDB_OK;
 }
 
-/* Reads one live row into a fresh slot. `vec` is scratch of dim floats. */
-static int load_live(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t next_seq,
-                     float *vec) {
+/* Reads the key of a keyed row (live 2) into a new block. */
+static int load_key(iqdb__store *s, iqdb__source *src, uint8_t **out) {
+    uint8_t b[4], key[IQDB_MAX_ID_KEY_LEN];
+    IQDB_TRY(src->read(src->ctx, b, 4));
+    uint32_t len = iqdb__get32(b);
+    if (len == 0 || len > IQDB_MAX_ID_KEY_LEN) return IQDB_CORRUPT;
+    IQDB_TRY(src->read(src->ctx, key, len));
+    if (iqdb__store_key_find(s, key, len) != IQDB__NO_SLOT) return IQDB_CORRUPT; /* twice */
+    IQDB_TRY(iqdb__store_reserve_keyed(s, 1));
+    *out = iqdb__key_block_new(s->mem, key, len);
+    return *out ? IQDB_OK : IQDB_NOMEM;
+}
+
+/* Reads one live row into a fresh slot. `vec` is scratch of dim floats. A keyed row's key block
+ * (kb) stands in for its id, which must be 0; the slot takes kb only on success. */
+static int load_row(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t next_seq,
+                    float *vec, uint8_t *kb) {
     uint8_t row[20];
     IQDB_TRY(src->read(src->ctx, row, sizeof row));
     uint64_t id = iqdb__get64(row), seq = iqdb__get64(row + 8);
     uint32_t mlen = iqdb__get32(row + 16);
     if (seq >= next_seq || mlen > IQDB__META_MAX) return IQDB_CORRUPT;
-    if (iqdb__idmap_find(&s->map, id) != IQDB__NO_SLOT) return IQDB_CORRUPT;
+    if (kb ? id != 0 : iqdb__idmap_find(&s->map, id) != IQDB__NO_SLOT) return IQDB_CORRUPT;
     IQDB_TRY(src->read(src->ctx, vec, s->dim * sizeof(float)));
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     iqdb__get_f32s(vec, (const uint8_t *)vec, s->dim);
@@ -321,8 +372,20 @@ static int load_live(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint6
     IQDB_TRY(read_growing(s->mem, src, mlen, &blob));
     uint32_t slot = iqdb__store_add(s, id, vec, dot(vec, vec, s->dim), blob, mlen);
     s->seqs[slot] = seq;
-    iqdb__idmap_put(&s->map, id, slot);
+    if (kb) {
+        iqdb__store_set_key(s, slot, kb);
+        iqdb__store_key_bind(s, slot);
+    } else {
+        iqdb__idmap_put(&s->map, id, slot);
+    }
     return IQDB_OK;
+}
+
+static int load_live(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t next_seq,
+                     float *vec, uint8_t *kb) {
+    int rc = load_row(s, src, dot, next_seq, vec, kb);
+    if (rc) iqdb__key_block_free(s->mem, kb);
+    return rc;
 }
 
 static int load_slots(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint64_t n_slots,
@@ -333,9 +396,11 @@ static int load_slots(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot, uint
             IQDB_TRY(iqdb__store_reserve(s, (size_t)IQDB_MIN(1024, n_slots - slot)));
         uint8_t live;
         IQDB_TRY(src->read(src->ctx, &live, 1));
-        if (live > 1) return IQDB_CORRUPT;
+        if (live > 2) return IQDB_CORRUPT;
+        uint8_t *kb = NULL;
+        if (live == 2) IQDB_TRY(load_key(s, src, &kb));
         if (live) {
-            IQDB_TRY(load_live(s, src, dot, next_seq, vec));
+            IQDB_TRY(load_live(s, src, dot, next_seq, vec, kb));
         } else {
             memset(vec, 0, s->dim * sizeof(float));
             uint32_t got = iqdb__store_add(s, 0, vec, 0.0f, NULL, 0);

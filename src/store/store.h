@@ -56,6 +56,11 @@ typedef struct iqdb__store {
     int no_vectors;    /* the arena was dropped (codes only) */
     float *staging;    /* no_vectors: the last added row's vector, `stride` floats */
     uint32_t staging_slot;
+    /* Byte keys (store/keys.h). Until the first keyed record arrives `keys` is NULL and `kmap`
+     * empty, so a database of u64 ids pays nothing for them. */
+    uint8_t **keys;   /* per slot: NULL (a u64 id) or the slot's key block */
+    iqdb__idmap kmap; /* hash of the key bytes -> slot, a multimap; maintained by the caller */
+    size_t key_bytes; /* sum of the key blocks of live slots */
 } iqdb__store;
 
 void iqdb__store_init(iqdb__store *s, iqdb__mem *mem, uint32_t dim);
@@ -63,12 +68,14 @@ void iqdb__store_destroy(iqdb__store *s);
 
 /* Ensures capacity for `n` more slots (vectors, columns, free list) and `n` more ids. */
 int iqdb__store_reserve(iqdb__store *s, size_t n);
+/* The same for slots alone (the id map untouched): store/keys.c reserves its own map. */
+int iqdb__store_reserve_slots(iqdb__store *s, size_t n);
 
 /* Takes a slot (free list first), copies the vector, stores id, sequence, norm and the metadata
  * blob (ownership passes to the store; may be NULL). Requires a prior reserve. */
 uint32_t iqdb__store_add(iqdb__store *s, uint64_t id, const float *vec, float sqnorm, uint8_t *meta,
                          uint32_t meta_len);
-/* Frees the slot's metadata and puts it on the free list. Never fails. */
+/* Frees the slot's metadata (and key block) and puts it on the free list. Never fails. */
 void iqdb__store_remove(iqdb__store *s, uint32_t slot);
 
 static inline uint32_t iqdb__store_rows_per_chunk(const iqdb__store *s) {

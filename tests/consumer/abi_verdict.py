@@ -12,6 +12,10 @@ plain "ABI change" (bit 4), so this reads the report:
       struct_size member (callers allocate it, maybe in arrays)
   compatible: added functions and variables, enumerators appended, members appended to a
       struct_size-versioned struct (its size grows, nothing moves)
+  not ABI at all: anything reported inside an opaque type — a struct the header declares but
+      never defines (`typedef struct iqdb iqdb;`): callers only hold pointers to it, so its
+      layout (the handle's internals, reached through iqdb_check(iqdb *) and friends) may change
+      freely. abidiff sees it because the library's DWARF defines it.
 Prints the verdict with its reasons; exit 0 compatible, 1 incompatible.
 """
 import re
@@ -24,12 +28,24 @@ def main():
     for m in re.finditer(r"typedef struct (\w+) \{(.*?)\}", header, re.S):
         if re.search(r"\bstruct_size\b", m.group(2)):
             versioned.add(m.group(1))
+    opaque = set(re.findall(r"typedef struct (\w+) \1;", header)) - set(
+        re.findall(r"typedef struct (\w+) \{", header))
     reasons = []
     if rc & 8:
         reasons.append("a function or variable was removed (abidiff exit bit 8)")
     struct = None
+    skip_indent = None  # inside the report block of an opaque type
     for line in report.splitlines():
         s = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if skip_indent is not None:
+            if not s or indent > skip_indent:
+                continue
+            skip_indent = None
+        m = re.search(r"type '(?:struct |typedef )?(\w+)' changed", s)
+        if m and m.group(1) in opaque:
+            skip_indent = indent
+            continue
         m = re.search(r"type 'struct (\w+)' changed", s)
         if m:
             struct = m.group(1)

@@ -3,6 +3,11 @@
  * checkpoints and reopens over a small id space; a model of the expected state after every
  * prefix of a workload; and the oracle that compares a reopened database with it (every record
  * byte for byte, metadata included; count; iqdb_check; exact search against brute force).
+ *
+ * Records 0 .. H_IDS-1 are named by u64 ids, records H_IDS .. H_RECS-1 by byte keys (h_key:
+ * one-byte keys such as 0x01 beside the u64 1, 8-byte keys equal to a u64's little-endian bytes,
+ * keys with zero bytes and bytes that are not UTF-8), so every workload mixes the two kinds and
+ * the WAL and snapshots it leaves hold keyed rows and keyed records.
  */
 #ifndef IQDBT_HARNESS_H
 #define IQDBT_HARNESS_H
@@ -11,7 +16,7 @@
 /* after testutil.h, which allows libc allocation next to the internal headers */
 #include "../common/simfs.h"
 
-enum { H_DIM = 8, H_IDS = 24, H_MAX_OPS = 96, H_BATCH = 5 };
+enum { H_DIM = 8, H_IDS = 24, H_RECS = 2 * H_IDS, H_MAX_OPS = 96, H_BATCH = 5 };
 enum { H_UPSERT, H_DELETE, H_BATCH_UPSERT, H_CHECKPOINT, H_REOPEN };
 
 typedef struct h_op {
@@ -32,8 +37,23 @@ typedef struct h_workload {
 
 /* What every id holds after a prefix of the workload (version 0 = absent). */
 typedef struct h_state {
-    int version[H_IDS];
+    int version[H_RECS];
 } h_state;
+
+/* The byte key of record r >= H_IDS (into buf, room for 8); returns its length. */
+static inline size_t h_key(uint64_t r, uint8_t *buf) {
+    uint64_t k = r - H_IDS;
+    switch (k % 3) {
+    case 0: buf[0] = (uint8_t)k; return 1; /* 0x00, 0x03, ...: beside the u64 0, 3, ... */
+    case 1:
+        for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(k >> (8 * i)); /* a u64's bytes */
+        return 8;
+    default:
+        memcpy(buf, "d\0\xff", 3);
+        buf[3] = (uint8_t)k;
+        return 4;
+    }
+}
 
 static inline void h_vec(float *v, uint64_t id, int version) {
     iqdbt_rng r = {id * 1000003u + (uint64_t)version * 7919u + 17};
@@ -61,7 +81,8 @@ static inline void h_generate(h_workload *w, uint64_t seed, int n_ops, int with_
         memset(o, 0, sizeof *o);
         unsigned p = (unsigned)(iqdbt_next(&r) % 100);
         o->n = 1;
-        o->ids[0] = iqdbt_next(&r) % H_IDS;
+        o->ids[0] = iqdbt_next(&r) % H_RECS;
+        uint64_t base = o->ids[0] >= H_IDS ? H_IDS : 0; /* a batch names one kind */
         o->versions[0] = ++version;
         if (p < 55) {
             o->kind = H_UPSERT;
@@ -71,7 +92,7 @@ static inline void h_generate(h_workload *w, uint64_t seed, int n_ops, int with_
             o->kind = H_BATCH_UPSERT;
             o->n = 2 + (int)(iqdbt_next(&r) % (H_BATCH - 1));
             for (int j = 1; j < o->n; j++) {
-                o->ids[j] = j == 2 ? o->ids[0] : iqdbt_next(&r) % H_IDS; /* a duplicate */
+                o->ids[j] = j == 2 ? o->ids[0] : base + iqdbt_next(&r) % H_IDS; /* a duplicate */
                 o->versions[j] = ++version;
             }
         } else if (p < 95 || !with_reopen) {
@@ -103,20 +124,34 @@ static inline int h_run_op(iqdb **db, const h_workload *w, const h_op *o, const 
     if (!*db) return IQDB_MISUSE;
     float v[H_BATCH * H_DIM];
     iqdb_meta *m[H_BATCH] = {0};
+    uint8_t kb[H_BATCH][8];
+    const void *keys[H_BATCH];
+    size_t kl[H_BATCH];
+    const int keyed = o->ids[0] >= H_IDS;
+    for (int j = 0; keyed && j < o->n; j++) {
+        kl[j] = h_key(o->ids[j], kb[j]);
+        keys[j] = kb[j];
+    }
     int rc = IQDB_OK;
     switch (o->kind) {
     case H_UPSERT:
         h_vec(v, o->ids[0], o->versions[0]);
         m[0] = h_meta(o->ids[0], o->versions[0]);
-        rc = iqdb_upsert(*db, o->ids[0], v, m[0]);
+        rc = keyed ? iqdb_upsert_key(*db, kb[0], kl[0], v, m[0])
+                   : iqdb_upsert(*db, o->ids[0], v, m[0]);
         break;
-    case H_DELETE: rc = iqdb_delete(*db, o->ids[0], NULL); break;
+    case H_DELETE:
+        rc = keyed ? iqdb_delete_key(*db, kb[0], kl[0], NULL) : iqdb_delete(*db, o->ids[0], NULL);
+        break;
     case H_BATCH_UPSERT:
         for (int j = 0; j < o->n; j++) {
             h_vec(v + j * H_DIM, o->ids[j], o->versions[j]);
             m[j] = h_meta(o->ids[j], o->versions[j]);
         }
-        rc = iqdb_upsert_batch(*db, (size_t)o->n, o->ids, v, (const iqdb_meta *const *)m);
+        if (keyed)
+            rc = iqdb_upsert_batch_key(*db, (size_t)o->n, keys, kl, v, (const iqdb_meta *const *)m);
+        else
+            rc = iqdb_upsert_batch(*db, (size_t)o->n, o->ids, v, (const iqdb_meta *const *)m);
         break;
     case H_CHECKPOINT: rc = iqdb_checkpoint(*db); break;
     case H_REOPEN: {
@@ -136,9 +171,9 @@ static inline int h_run_op(iqdb **db, const h_workload *w, const h_op *o, const 
 /* ---- the oracle ---------------------------------------------------------------------------- */
 
 typedef struct h_seen {
-    int present[H_IDS];
-    float vec[H_IDS][H_DIM];
-    char meta[H_IDS][96];
+    int present[H_RECS];
+    float vec[H_RECS][H_DIM];
+    char meta[H_RECS][96];
     uint64_t count;
 } h_seen;
 
@@ -159,9 +194,11 @@ static inline void h_meta_text(const iqdb_meta *m, char *out, size_t cap) {
 
 static inline int h_read(iqdb *db, h_seen *s) {
     memset(s, 0, sizeof *s);
-    for (uint64_t id = 0; id < H_IDS; id++) {
+    for (uint64_t id = 0; id < H_RECS; id++) {
         iqdb_meta *m = NULL;
-        int rc = iqdb_get(db, id, s->vec[id], &m);
+        uint8_t kb[8];
+        int rc = id >= H_IDS ? iqdb_get_key(db, kb, h_key(id, kb), s->vec[id], &m)
+                             : iqdb_get(db, id, s->vec[id], &m);
         if (rc != IQDB_OK && rc != IQDB_NOTFOUND) return rc;
         s->present[id] = rc == IQDB_OK;
         if (m) h_meta_text(m, s->meta[id], sizeof s->meta[id]);
@@ -173,7 +210,7 @@ static inline int h_read(iqdb *db, h_seen *s) {
 /* 1 when what was read equals state `st`, byte for byte. */
 static inline int h_equal(const h_seen *s, const h_state *st) {
     uint64_t count = 0;
-    for (int id = 0; id < H_IDS; id++) {
+    for (int id = 0; id < H_RECS; id++) {
         int want = st->version[id] != 0;
         if (s->present[id] != want) return 0;
         if (!want) continue;
@@ -187,7 +224,7 @@ static inline int h_equal(const h_seen *s, const h_state *st) {
         iqdb_meta_destroy(m);
         if (strcmp(mt, s->meta[id])) return 0;
     }
-    return count == s->count; /* nothing invented outside the id range either */
+    return count == s->count; /* nothing invented outside the record range either */
 }
 
 /* Exact search equals brute force over the expected state (double precision, sorted). */
@@ -196,9 +233,9 @@ static inline int h_search_ok(iqdb *db, const h_state *st, uint64_t seed) {
         float qv[H_DIM];
         iqdbt_rng r = {seed + (uint64_t)q};
         iqdbt_fill(&r, qv, H_DIM, -1.0f, 1.0f);
-        double dist[H_IDS];
-        int order[H_IDS], n = 0;
-        for (int id = 0; id < H_IDS; id++) {
+        double dist[H_RECS];
+        int order[H_RECS], n = 0;
+        for (int id = 0; id < H_RECS; id++) {
             if (!st->version[id]) continue;
             float v[H_DIM];
             h_vec(v, (uint64_t)id, st->version[id]);
@@ -217,9 +254,19 @@ static inline int h_search_ok(iqdb *db, const h_state *st, uint64_t seed) {
         p.exact = 1;
         if (iqdb_search(db, qv, 5, &p, hits, &got, NULL) != IQDB_OK) return 0;
         if (got != (size_t)(n < 5 ? n : 5)) return 0;
-        for (size_t i = 0; i < got; i++)
-            if (hits[i].id != (uint64_t)order[i] || fabs(hits[i].distance - dist[order[i]]) > 1e-4)
+        for (size_t i = 0; i < got; i++) {
+            if (fabs(hits[i].distance - dist[order[i]]) > 1e-4) return 0;
+            if (order[i] < H_IDS) {
+                if (iqdb_hit_has_key(&hits[i]) || hits[i].id != (uint64_t)order[i]) return 0;
+                continue;
+            }
+            uint8_t want[8], k[8]; /* a keyed hit gives its key back */
+            size_t wl = h_key((uint64_t)order[i], want), kl;
+            if (!iqdb_hit_has_key(&hits[i]) ||
+                iqdb_hit_key(db, &hits[i], k, sizeof k, &kl) != IQDB_OK || kl != wl ||
+                memcmp(k, want, wl))
                 return 0;
+        }
     }
     return 1;
 }

@@ -7,10 +7,11 @@
  *   - PERIODIC: one write, then silence; within two periods the background thread has made it
  *     durable (stats.durable_lsn reaches stats.last_lsn) without any further call writing.
  *   - Everything at once, under ALWAYS and under PERIODIC with a 1 ms period: 4 writers
- *     (upserts, batches, deletes) whose writes trigger automatic checkpoints, 2 searching
- *     readers, and a thread calling iqdb_checkpoint, iqdb_stats_get and iqdb_check in a loop;
- *     afterwards every writer's final state is there after reopen. This is the test that makes
- *     TSan watch group commit, the sync thread and checkpoints interleave.
+ *     (upserts, batches, deletes; two of them name their records by byte keys) whose writes
+ *     trigger automatic checkpoints, 2 searching readers (resolving keyed hits), and a thread
+ * calling iqdb_checkpoint, iqdb_stats_get and iqdb_check in a loop; afterwards every writer's final
+ * state is there after reopen. This is the test that makes TSan watch group commit, the sync thread
+ * and checkpoints interleave.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -44,8 +45,35 @@ static void *reader(void *arg) {
         iqdb_hit hits[5];
         size_t n;
         if (iqdb_search(db, q, 5, NULL, hits, &n, NULL) != IQDB_OK) abort();
+        for (size_t i = 0; i < n; i++) { /* gone since the search, or the 8-byte key */
+            uint8_t k[8];
+            size_t kl;
+            int rc = iqdb_hit_has_key(&hits[i]) ? iqdb_hit_key(db, &hits[i], k, sizeof k, &kl)
+                                                : IQDB_NOTFOUND;
+            if (rc != IQDB_OK && rc != IQDB_NOTFOUND) abort();
+            if (rc == IQDB_OK && kl != 8) abort();
+        }
     }
     return NULL;
+}
+
+/* Odd writers of the stress test name record `id` by the byte key of its 8 little-endian bytes
+ * (a different record from the u64 id). */
+static size_t key8(uint64_t id, uint8_t *k) {
+    for (int i = 0; i < 8; i++) k[i] = (uint8_t)(id >> (8 * i));
+    return 8;
+}
+static int put_rec(uint64_t w, uint64_t id, const float *v) {
+    uint8_t k[8];
+    return w % 2 ? iqdb_upsert_key(db, k, key8(id, k), v, NULL) : iqdb_upsert(db, id, v, NULL);
+}
+static int del_rec(uint64_t w, uint64_t id, int *existed) {
+    uint8_t k[8];
+    return w % 2 ? iqdb_delete_key(db, k, key8(id, k), existed) : iqdb_delete(db, id, existed);
+}
+static int get_rec(uint64_t w, uint64_t id, float *v) {
+    uint8_t k[8];
+    return w % 2 ? iqdb_get_key(db, k, key8(id, k), v, NULL) : iqdb_get(db, id, v, NULL);
 }
 
 static void fresh_dir(void) {
@@ -130,17 +158,22 @@ static void *stress_write(void *arg) {
             uint64_t ids[3] = {base + (uint64_t)next, base + (uint64_t)next + 1,
                                base + (uint64_t)next + 2};
             for (int j = 0; j < 3; j++) h_vec(v + j * H_DIM, ids[j], 1);
-            if (iqdb_upsert_batch(db, 3, ids, v, NULL) != IQDB_OK) abort();
+            uint8_t kb[3][8];
+            const void *keys[3] = {kb[0], kb[1], kb[2]};
+            size_t kl[3] = {key8(ids[0], kb[0]), key8(ids[1], kb[1]), key8(ids[2], kb[2])};
+            int rc = sw->w % 2 ? iqdb_upsert_batch_key(db, 3, keys, kl, v, NULL)
+                               : iqdb_upsert_batch(db, 3, ids, v, NULL);
+            if (rc != IQDB_OK) abort();
             for (int j = 0; j < 3; j++) sw->present[next++] = 1;
         } else if (i % 7 == 6) {
             int victim = next / 2;
             int existed = 0;
-            if (iqdb_delete(db, base + (uint64_t)victim, &existed) != IQDB_OK) abort();
+            if (del_rec(sw->w, base + (uint64_t)victim, &existed) != IQDB_OK) abort();
             if (existed != sw->present[victim]) abort();
             sw->present[victim] = 0;
         } else {
             h_vec(v, base + (uint64_t)next, 1);
-            if (iqdb_upsert(db, base + (uint64_t)next, v, NULL) != IQDB_OK) abort();
+            if (put_rec(sw->w, base + (uint64_t)next, v) != IQDB_OK) abort();
             sw->present[next++] = 1;
         }
     }
@@ -196,7 +229,7 @@ static void stress(iqdb_sync sync) {
         for (int j = 0; j < STRESS_OPS * 3; j++) {
             uint64_t id = (uint64_t)(i + 1) * 100000 + (uint64_t)j;
             float got[H_DIM], vec[H_DIM];
-            int rc = iqdb_get(db, id, got, NULL);
+            int rc = get_rec((uint64_t)i, id, got);
             assert_int_equal(rc, sw[i].present[j] ? IQDB_OK : IQDB_NOTFOUND);
             if (rc == IQDB_OK) {
                 h_vec(vec, id, 1);

@@ -241,6 +241,24 @@ static void poke(uint8_t *p, int width, uint64_t v) {
         *p = (uint8_t)v;
 }
 
+/* The offset of the first keyed row (live byte 2) in an uncompressed snapshot's rows section,
+ * or 0. `rows` is where the section starts (its one block header first). */
+static size_t first_keyed_row(const ref *r, size_t rows) {
+    size_t pos = rows + IQDB__BLOCK_HDR, end = pos + iqdb__get32(r->snap + rows);
+    uint64_t n_slots = iqdb__get64(r->snap + pos + 8);
+    pos += 40;
+    for (uint64_t i = 0; i < n_slots && pos < end; i++) {
+        uint8_t live = r->snap[pos];
+        if (live == 2) return pos;
+        if (live == 0) {
+            pos += 1;
+            continue;
+        }
+        pos += 1 + 20 + H_DIM * 4 + iqdb__get32(r->snap + pos + 17);
+    }
+    return 0;
+}
+
 static void handcrafted(const ref *r) {
     long before = inputs;
     uint8_t *b = malloc(r->snap_len + 64);
@@ -301,6 +319,20 @@ static void handcrafted(const ref *r) {
             try_open(r, b, r->snap_len, r->wal, r->wal_len, CRAFTED, "hostile snapshot field",
                      (long)(f * 100 + v));
         }
+    /* a keyed row: its live byte, key length and (zero) id field */
+    size_t kr = r->snap[28] == IQDB__CODEC_NONE ? first_keyed_row(r, rows) : 0;
+    if (r->snap[28] == IQDB__CODEC_NONE) assert_true(kr != 0); /* the workload wrote some */
+    if (kr) {
+        size_t kfields[3][2] = {{kr, 1}, {kr + 1, 4}, {kr + 5 + iqdb__get32(r->snap + kr + 1), 8}};
+        for (size_t f = 0; f < 3; f++)
+            for (size_t v = 0; v < sizeof hostile / sizeof hostile[0]; v++) {
+                memcpy(b, r->snap, r->snap_len);
+                poke(b + kfields[f][0], (int)kfields[f][1], hostile[v]);
+                recrc_snapshot(b, r->snap_len);
+                try_open(r, b, r->snap_len, r->wal, r->wal_len, CRAFTED, "hostile keyed row",
+                         (long)(f * 100 + v));
+            }
+    }
     /* WAL: the length field of each record, and an upsert's row and key counts */
     uint8_t *w = malloc(r->wal_len);
     for (int k = 0; k < r->n_recs; k++)
@@ -308,12 +340,31 @@ static void handcrafted(const ref *r) {
             for (size_t fo = 32; fo <= IQDB__REC_HDR + 8; fo += 4) {
                 size_t off = r->rec_off[k];
                 memcpy(w, r->wal, r->wal_len);
-                if (fo >= IQDB__REC_HDR && r->wal[off + 36] != IQDB__REC_UPSERT) continue;
+                if (fo >= IQDB__REC_HDR && r->wal[off + 36] != IQDB__REC_UPSERT &&
+                    r->wal[off + 36] != IQDB__REC_UPSERT_KEY)
+                    continue;
                 poke(w + off + fo, 4, hostile[v]);
                 recrc_record(w + off, r->wal_len - off);
                 try_open(r, r->snap, r->snap_len, w, r->wal_len, CRAFTED, "hostile WAL field",
                          (long)(k * 1000 + (long)v));
             }
+    /* a keyed upsert's first row: its key length; a keyed delete's payload length */
+    int keyed_recs = 0;
+    for (int k = 0; k < r->n_recs; k++) {
+        size_t off = r->rec_off[k], at = off + IQDB__REC_HDR + 12;
+        if (r->wal[off + 36] != IQDB__REC_UPSERT_KEY) continue;
+        keyed_recs++;
+        for (uint32_t i = 0, nk = iqdb__get32(r->wal + off + IQDB__REC_HDR + 8); i < nk; i++)
+            at += 4 + iqdb__get32(r->wal + at);
+        for (size_t v = 0; v < sizeof hostile / sizeof hostile[0]; v++) {
+            memcpy(w, r->wal, r->wal_len);
+            poke(w + at, 4, hostile[v]);
+            recrc_record(w + off, r->wal_len - off);
+            try_open(r, r->snap, r->snap_len, w, r->wal_len, CRAFTED, "hostile WAL key length",
+                     (long)(k * 1000 + (long)v));
+        }
+    }
+    assert_true(keyed_recs > 0); /* the workload logged keyed upserts after the checkpoint */
     free(w);
     free(b);
     printf("%-6s handcrafted hostile fields: %ld inputs\n", r->name, inputs - before);

@@ -2,9 +2,9 @@
  * fuzz_common.h — what the libFuzzer targets (and the seed generator) share: the in-memory
  * file system they open "files" from (tests/common/simfs, behind the I/O seam, so nothing
  * touches the disk and every run is deterministic), the base database the WAL target replays
- * onto, and the oracles: a reader that takes every record out of a handle (ids from an exact
- * search for all of them, vectors and metadata from iqdb_get) and a comparison of two such
- * states.
+ * onto, and the oracles: a reader that takes every record out of a handle (ids and byte keys
+ * from an exact search for all of them, vectors and metadata from iqdb_get / iqdb_get_key) and
+ * a comparison of two such states.
  *
  * Oracle failures abort() with a message, so libFuzzer saves the input as a crash. A failed
  * open is fine when its code is one a hostile file may cause (IQDB_FORMAT, IQDB_CORRUPT_*,
@@ -54,7 +54,9 @@ static inline void fz_clean_failure(int rc) {
 /* ---- reading a whole database -------------------------------------------------------------- */
 
 typedef struct fz_rec {
-    uint64_t id;
+    uint64_t id;  /* a u64 id; 0 for a keyed record */
+    uint8_t *key; /* a keyed record's key (NULL: named by id) */
+    size_t key_len;
     float *vec;
     uint8_t *meta; /* the entries flattened: key, 0, type, value bytes */
     size_t meta_len;
@@ -97,9 +99,14 @@ static inline void fz_flatten(const iqdb_meta *m, fz_rec *r) {
     }
 }
 
+/* u64 ids first, by id; then keyed records by key bytes (shorter first on a common prefix). */
 static int fz_by_id(const void *a, const void *b) {
-    uint64_t x = ((const fz_rec *)a)->id, y = ((const fz_rec *)b)->id;
-    return x < y ? -1 : x > y;
+    const fz_rec *p = a, *q = b;
+    if (!p->key != !q->key) return p->key ? 1 : -1;
+    if (!p->key) return p->id < q->id ? -1 : p->id > q->id;
+    size_t n = p->key_len < q->key_len ? p->key_len : q->key_len;
+    int c = memcmp(p->key, q->key, n);
+    return c ? c : (p->key_len > q->key_len) - (p->key_len < q->key_len);
 }
 
 /* Takes every record out of `db`. The search must return each record exactly once. */
@@ -122,16 +129,25 @@ static inline void fz_read(iqdb *db, fz_state *s) {
     if (!s->r) abort();
     for (size_t i = 0; i < n; i++) {
         fz_rec *r = &s->r[i];
-        r->id = hits[i].id;
         r->vec = malloc(st.dim * sizeof(float));
         if (!r->vec) abort();
         iqdb_meta *m = NULL;
-        FZ_CHECK(iqdb_get(db, r->id, r->vec, &m) == IQDB_OK);
+        if (iqdb_hit_has_key(&hits[i])) { /* a keyed record: its key, then get by key */
+            uint8_t kb[IQDB_MAX_ID_KEY_LEN];
+            FZ_CHECK(iqdb_hit_key(db, &hits[i], kb, sizeof kb, &r->key_len) == IQDB_OK);
+            r->key = malloc(r->key_len);
+            if (!r->key) abort();
+            memcpy(r->key, kb, r->key_len);
+            FZ_CHECK(iqdb_get_key(db, r->key, r->key_len, r->vec, &m) == IQDB_OK);
+        } else {
+            r->id = hits[i].id;
+            FZ_CHECK(iqdb_get(db, r->id, r->vec, &m) == IQDB_OK);
+        }
         fz_flatten(m, r);
         iqdb_meta_destroy(m);
     }
     qsort(s->r, n, sizeof *s->r, fz_by_id);
-    for (size_t i = 1; i < n; i++) FZ_CHECK(s->r[i - 1].id != s->r[i].id);
+    for (size_t i = 1; i < n; i++) FZ_CHECK(fz_by_id(&s->r[i - 1], &s->r[i]) != 0);
     free(q);
     free(hits);
 }
@@ -140,7 +156,7 @@ static inline int fz_equal(const fz_state *a, const fz_state *b) {
     if (a->dim != b->dim || a->n != b->n) return 0;
     for (size_t i = 0; i < a->n; i++) {
         const fz_rec *x = &a->r[i], *y = &b->r[i];
-        if (x->id != y->id || x->meta_len != y->meta_len ||
+        if (fz_by_id(x, y) != 0 || x->meta_len != y->meta_len ||
             memcmp(x->vec, y->vec, a->dim * sizeof(float)) ||
             (x->meta_len && memcmp(x->meta, y->meta, x->meta_len)))
             return 0;
@@ -152,6 +168,7 @@ static inline void fz_free(fz_state *s) {
     for (size_t i = 0; i < s->n; i++) {
         free(s->r[i].vec);
         free(s->r[i].meta);
+        free(s->r[i].key);
     }
     free(s->r);
     memset(s, 0, sizeof *s);
@@ -160,7 +177,7 @@ static inline void fz_free(fz_state *s) {
 /* An id the state does not hold (the smallest one). */
 static inline uint64_t fz_unused_id(const fz_state *s) {
     uint64_t id = 0;
-    for (size_t i = 0; i < s->n && s->r[i].id == id; i++) id++;
+    for (size_t i = 0; i < s->n && !s->r[i].key && s->r[i].id == id; i++) id++;
     return id;
 }
 

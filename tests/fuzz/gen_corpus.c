@@ -5,9 +5,11 @@
  *   snapshot/  empty and populated snapshots: plain, zstd, lz4 (fast and HC), a zstd one whose
  *              rows section spans two blocks, COSINE and HAMMING databases, metadata of every
  *              type, deleted slots (a free list)
+ *              keyed: records named by byte keys beside u64 ids (keyed rows)
  *   wal/       WALs extending the base snapshot of fuzz_wal (fz_build_base): upserts with new
  *              keys, deletes, batches with duplicate ids, a torn tail, a NEVER-policy log whose
- *              records claim nothing synced, the header alone, and the previous generation's log
+ *              records claim nothing synced, the header alone, and the previous generation's log;
+ *              keyed upserts, batches and deletes (record types 3 and 4)
  *   filter/    filter texts covering the grammar
  *
  * Usage: iqdb-fuzz-corpus <dir>   (the directories must exist). scripts/run fuzz-corpus runs it
@@ -38,9 +40,23 @@ static iqdb_meta *rich_meta(int i) {
     return m;
 }
 
-/* A database of `n` records written with codec `c`, some deleted, then checkpointed. */
-static void snapshot(const char *name, uint32_t dim, iqdb_metric metric, iqdb_compression c,
-                     int level, int n, int same_vector) {
+/* Byte key i: a zero byte, a byte that is not UTF-8, and i; key 1 is the single byte 0x01. */
+static size_t fz_key(int i, uint8_t *k) {
+    if (i == 1) {
+        k[0] = 1;
+        return 1;
+    }
+    k[0] = 'k';
+    k[1] = 0;
+    k[2] = 0xfe;
+    k[3] = (uint8_t)i;
+    return 4;
+}
+
+/* A database of `n` records written with codec `c`, some deleted, then checkpointed. With
+ * `keyed`, every other record is named by a byte key. */
+static void snapshot_k(const char *name, uint32_t dim, iqdb_metric metric, iqdb_compression c,
+                       int level, int n, int same_vector, int keyed) {
     simfs *fs = simfs_new();
     iqdb__io_set_default(simfs_io(fs));
     iqdb_options o;
@@ -56,11 +72,20 @@ static void snapshot(const char *name, uint32_t dim, iqdb_metric metric, iqdb_co
                    : metric == IQDB_METRIC_HAMMING ? (float)((i >> (d % 8)) & 1)
                                                    : (float)((i * 31 + (int)d * 7) % 17) - 8.0f;
         iqdb_meta *m = same_vector ? NULL : rich_meta(i);
-        FZ_CHECK(iqdb_upsert(db, (uint64_t)i * 3, v, m) == IQDB_OK);
+        uint8_t k[4];
+        if (keyed && i % 2)
+            FZ_CHECK(iqdb_upsert_key(db, k, fz_key(i, k), v, m) == IQDB_OK);
+        else
+            FZ_CHECK(iqdb_upsert(db, (uint64_t)i * 3, v, m) == IQDB_OK);
         iqdb_meta_destroy(m);
     }
-    for (int i = 1; i < n && !same_vector; i += 4) /* a free list */
-        FZ_CHECK(iqdb_delete(db, (uint64_t)i * 3, NULL) == IQDB_OK);
+    for (int i = 1; i < n && !same_vector; i += 4) { /* a free list */
+        uint8_t k[4];
+        if (keyed)
+            FZ_CHECK(iqdb_delete_key(db, k, fz_key(i, k), NULL) == IQDB_OK);
+        else
+            FZ_CHECK(iqdb_delete(db, (uint64_t)i * 3, NULL) == IQDB_OK);
+    }
     if (n > 2 && !same_vector) FZ_CHECK(iqdb_upsert(db, 3, v, NULL) == IQDB_OK); /* reuses */
     FZ_CHECK(iqdb_checkpoint(db) == IQDB_OK);
     uint8_t *p;
@@ -72,6 +97,11 @@ static void snapshot(const char *name, uint32_t dim, iqdb_metric metric, iqdb_co
     FZ_CHECK(iqdb_close(db) == IQDB_OK);
     iqdb__io_set_default(NULL);
     simfs_free(fs);
+}
+
+static void snapshot(const char *name, uint32_t dim, iqdb_metric metric, iqdb_compression c,
+                     int level, int n, int same_vector) {
+    snapshot_k(name, dim, metric, c, level, n, same_vector, 0);
 }
 
 static uint8_t *base_snap;
@@ -138,6 +168,37 @@ static void ops_mixed(iqdb *db) {
     ops_batch(db);
 }
 
+static void upk(iqdb *db, int i, iqdb_meta *m) {
+    float v[FZ_BASE_DIM] = {(float)i, 0.75f, -3.0f, (float)(i % 3)};
+    uint8_t k[4];
+    FZ_CHECK(iqdb_upsert_key(db, k, fz_key(i, k), v, m) == IQDB_OK);
+    iqdb_meta_destroy(m);
+}
+
+/* Keyed records beside the base's u64 ids: key 0x01 beside the u64 1, new metadata keys, a
+ * keyed batch with a duplicate, a replace, keyed deletes. */
+static void ops_keyed(iqdb *db) {
+    iqdb_meta *m = fz_meta(8);
+    iqdb_meta_set_string(m, "src", "keyed");
+    upk(db, 1, m);
+    upk(db, 2, NULL);
+    const void *keys[3];
+    size_t lens[3];
+    uint8_t kb[3][4];
+    int which[3] = {3, 4, 3};
+    float v[3 * FZ_BASE_DIM];
+    for (int i = 0; i < 3; i++) {
+        lens[i] = fz_key(which[i], kb[i]);
+        keys[i] = kb[i];
+    }
+    for (int i = 0; i < 3 * FZ_BASE_DIM; i++) v[i] = (float)i * -0.5f;
+    FZ_CHECK(iqdb_upsert_batch_key(db, 3, keys, lens, v, NULL) == IQDB_OK);
+    upk(db, 2, fz_meta(9)); /* replace */
+    uint8_t k[4];
+    FZ_CHECK(iqdb_delete_key(db, k, fz_key(4, k), NULL) == IQDB_OK);
+    up(db, 1, NULL); /* the u64 1 is another record */
+}
+
 static void ops_none(iqdb *db) { (void)db; }
 
 static const char *filters[] = {
@@ -179,6 +240,9 @@ int main(int argc, char **argv) {
         snapshot("lz4", 8, IQDB_METRIC_L2, IQDB_COMPRESS_LZ4, 0, 14, 0);
         snapshot("lz4hc", 5, IQDB_METRIC_COSINE, IQDB_COMPRESS_LZ4, 9, 7, 0);
     }
+    snapshot_k("keyed", 6, IQDB_METRIC_L2, IQDB_COMPRESS_NONE, 0, 12, 0, 1);
+    if (iqdb_compression_available(IQDB_COMPRESS_ZSTD))
+        snapshot_k("keyed-zstd", 4, IQDB_METRIC_COSINE, IQDB_COMPRESS_ZSTD, 0, 9, 0, 1);
     uint8_t *prev;
     size_t prev_len;
     fz_build_base(&base_snap, &base_len, &prev, &prev_len);
@@ -191,6 +255,8 @@ int main(int argc, char **argv) {
     wal("torn-tail", IQDB_SYNC_ALWAYS, ops_mixed, 13);
     wal("never-synced", IQDB_SYNC_NEVER, ops_mixed, 0);
     wal("periodic", IQDB_SYNC_PERIODIC, ops_upserts, 0);
+    wal("keyed", IQDB_SYNC_ALWAYS, ops_keyed, 0);
+    wal("keyed-torn", IQDB_SYNC_ALWAYS, ops_keyed, 21);
     for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "f%02zu", i);

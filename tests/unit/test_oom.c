@@ -16,7 +16,7 @@
 
 #include <stdlib.h>
 
-enum { DIM = 12, IDS = 64 };
+enum { DIM = 12, IDS = 64, KEYS = 64 };
 
 static iqdbt_alloc A;
 static iqdb_allocator AL;
@@ -38,8 +38,25 @@ typedef struct snapshot {
     int present[IDS];
     float vec[IDS][DIM];
     char meta[IDS][256];
+    int kpresent[KEYS]; /* records named by key_of(i) */
+    float kvec[KEYS][DIM];
+    char kmeta[KEYS][256];
     uint64_t count;
 } snapshot;
+
+/* Byte key i: key 1 is the single byte 0x01 (a different record from the u64 id 1); the others
+ * hold a zero byte and a byte that is not UTF-8. */
+static size_t key_of(int i, uint8_t *buf) {
+    if (i == 1) {
+        buf[0] = 1;
+        return 1;
+    }
+    buf[0] = 'k';
+    buf[1] = 0;
+    buf[2] = (uint8_t)i;
+    buf[3] = 0xff;
+    return 4;
+}
 
 static void meta_text(const iqdb_meta *m, char *out, size_t cap) {
     out[0] = '\0';
@@ -79,6 +96,16 @@ static void take_snapshot(iqdb *db, snapshot *s) {
         if (rc == IQDB_OK) meta_text(m, s->meta[id], sizeof s->meta[id]);
         iqdb_meta_destroy(m);
     }
+    for (int i = 0; i < KEYS; i++) {
+        uint8_t k[4];
+        size_t kl = key_of(i, k);
+        iqdb_meta *m = NULL;
+        int rc = iqdb_get_key(db, k, kl, s->kvec[i], &m);
+        assert_true(rc == IQDB_OK || rc == IQDB_NOTFOUND);
+        s->kpresent[i] = rc == IQDB_OK;
+        if (rc == IQDB_OK) meta_text(m, s->kmeta[i], sizeof s->kmeta[i]);
+        iqdb_meta_destroy(m);
+    }
     assert_int_equal(iqdb_count(db, &s->count), IQDB_OK);
 }
 
@@ -93,6 +120,14 @@ static void assert_same(const snapshot *a, const snapshot *b, const char *op, lo
             (a->present[id] && (memcmp(a->vec[id], b->vec[id], sizeof a->vec[id]) ||
                                 strcmp(a->meta[id], b->meta[id])))) {
             print_error("%s N=%lld: record %d changed by a failed call\n", op, n, id);
+            fail();
+        }
+    }
+    for (int i = 0; i < KEYS; i++) {
+        if (a->kpresent[i] != b->kpresent[i] ||
+            (a->kpresent[i] && (memcmp(a->kvec[i], b->kvec[i], sizeof a->kvec[i]) ||
+                                strcmp(a->kmeta[i], b->kmeta[i])))) {
+            print_error("%s N=%lld: keyed record %d changed by a failed call\n", op, n, i);
             fail();
         }
     }
@@ -155,6 +190,16 @@ static iqdb *fresh_db(iqdb_metric metric) {
         iqdb_stats st = {.struct_size = sizeof st};
         iqdb_stats_get(db, &st);
         assert_int_equal(st.trained, 0);
+    }
+    for (int i = 0; mode == MODE_FLAT && i < 12; i++) { /* keyed records beside them (flat
+                                                           only: they would move the IVF
+                                                           training thresholds) */
+        uint8_t k[4];
+        size_t kl = key_of(i, k);
+        vec_of(v, 100 + (uint64_t)i, 0);
+        iqdb_meta *m = i % 3 ? meta_of((uint64_t)i, 0) : NULL;
+        assert_int_equal(iqdb_upsert_key(db, k, kl, v, m), IQDB_OK);
+        iqdb_meta_destroy(m);
     }
     return db;
 }
@@ -223,7 +268,8 @@ static int op_upsert_batch(iqdb **db) {
 static void verify_upsert_batch(iqdb *db) {
     uint64_t n;
     iqdb_count(db, &n);
-    assert_int_equal(n, 40 + 7 + (mode == MODE_IVF_THRESHOLD ? 980 : 0));
+    assert_int_equal(n, 40 + (mode == MODE_FLAT ? 12 : 0) + 7 +
+                            (mode == MODE_IVF_THRESHOLD ? 980 : 0));
     float v[DIM], w[DIM];
     vec_of(v, 41, 3 + 6); /* the later duplicate */
     assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
@@ -252,6 +298,125 @@ static int op_get(iqdb **db) {
         assert_null(m);
     }
     iqdb_meta_destroy(m);
+    return rc;
+}
+
+/* ---- keyed twins ---- */
+
+static int op_upsert_key_new(iqdb **db) {
+    float v[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(50, k);
+    vec_of(v, 150, 1);
+    iqdb_meta *m = meta_of(50, 1);
+    int rc = iqdb_upsert_key(*db, k, kl, v, m);
+    iqdb_meta_destroy(m);
+    return rc;
+}
+static void verify_upsert_key_new(iqdb *db) {
+    float v[DIM], w[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(50, k);
+    vec_of(v, 150, 1);
+    assert_int_equal(iqdb_get_key(db, k, kl, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+static int op_upsert_key_replace(iqdb **db) {
+    float v[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(1, k);
+    vec_of(v, 101, 2);
+    iqdb_meta *m = meta_of(1, 1);
+    int rc = iqdb_upsert_key(*db, k, kl, v, m);
+    iqdb_meta_destroy(m);
+    return rc;
+}
+static void verify_upsert_key_replace(iqdb *db) {
+    float v[DIM], w[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(1, k);
+    vec_of(v, 101, 2);
+    assert_int_equal(iqdb_get_key(db, k, kl, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+    vec_of(v, 1, 0); /* the u64 id 1 is another record */
+    assert_int_equal(iqdb_get(db, 1, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+static int op_upsert_batch_key(iqdb **db) {
+    int which[6] = {20, 3, 21, 20, 22, 1};
+    uint8_t kb[6][4];
+    const void *keys[6];
+    size_t lens[6];
+    float v[6 * DIM];
+    iqdb_meta *ms[6];
+    for (int i = 0; i < 6; i++) {
+        lens[i] = key_of(which[i], kb[i]);
+        keys[i] = kb[i];
+        vec_of(v + i * DIM, 200 + (uint64_t)i, 3);
+        ms[i] = i % 2 ? meta_of((uint64_t)which[i], 1) : NULL;
+    }
+    int rc = iqdb_upsert_batch_key(*db, 6, keys, lens, v, (const iqdb_meta *const *)ms);
+    for (int i = 0; i < 6; i++) iqdb_meta_destroy(ms[i]);
+    return rc;
+}
+static void verify_upsert_batch_key(iqdb *db) {
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 40 + 12 + 3);
+    float v[DIM], w[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(20, k);
+    vec_of(v, 203, 3); /* the later duplicate */
+    assert_int_equal(iqdb_get_key(db, k, kl, w, NULL), IQDB_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+static int op_delete_key(iqdb **db) {
+    int existed;
+    uint8_t k[4];
+    size_t kl = key_of(7, k);
+    int rc = iqdb_delete_key(*db, k, kl, &existed);
+    if (rc == IQDB_OK) assert_int_equal(existed, 1);
+    return rc;
+}
+static void verify_delete_key(iqdb *db) {
+    uint8_t k[4];
+    size_t kl = key_of(7, k);
+    assert_int_equal(iqdb_get_key(db, k, kl, NULL, NULL), IQDB_NOTFOUND);
+    assert_int_equal(iqdb_get(db, 7, NULL, NULL), IQDB_OK);
+}
+static int op_get_key(iqdb **db) {
+    iqdb_meta *m = NULL;
+    float v[DIM];
+    uint8_t k[4];
+    size_t kl = key_of(5, k);
+    int rc = iqdb_get_key(*db, k, kl, v, &m);
+    if (rc == IQDB_OK) {
+        int64_t id;
+        assert_int_equal(iqdb_meta_get_int(m, "id", &id), IQDB_OK);
+        assert_int_equal(id, 5);
+    } else {
+        assert_null(m);
+    }
+    iqdb_meta_destroy(m);
+    return rc;
+}
+/* A search, then every keyed hit's key: resolving allocates nothing, so only the search fails.
+ */
+static int op_hit_key(iqdb **db) {
+    float q[DIM];
+    vec_of(q, 104, 0);
+    iqdb_hit hits[52];
+    size_t n, keyed = 0;
+    int rc = iqdb_search(*db, q, 52, NULL, hits, &n, NULL);
+    for (size_t i = 0; rc == IQDB_OK && i < n; i++) {
+        if (!iqdb_hit_has_key(&hits[i])) continue;
+        uint8_t buf[IQDB_MAX_ID_KEY_LEN];
+        size_t len;
+        assert_int_equal(iqdb_hit_key(*db, &hits[i], buf, sizeof buf, &len), IQDB_OK);
+        assert_true(len == 1 || len == 4);
+        keyed++;
+    }
+    if (rc == IQDB_OK) assert_int_equal(keyed, 12);
     return rc;
 }
 
@@ -491,6 +656,16 @@ static void test_oom_ivf_training_threshold(void **s) {
     mode = MODE_FLAT;
 }
 
+static void test_oom_keys(void **s) {
+    (void)s;
+    op_def ops[] = {{"upsert_key new", op_upsert_key_new, verify_upsert_key_new},
+                    {"upsert_key replace", op_upsert_key_replace, verify_upsert_key_replace},
+                    {"upsert_batch_key", op_upsert_batch_key, verify_upsert_batch_key},
+                    {"delete_key", op_delete_key, verify_delete_key},
+                    {"get_key", op_get_key, NULL},
+                    {"search + hit_key", op_hit_key, NULL}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
+}
 static void test_oom_check_stats_count(void **s) {
     (void)s;
     op_def a = {"check", op_check, NULL};
@@ -551,7 +726,8 @@ static void test_oom_meta_and_filters(void **s) {
     }
 }
 
-/* ---- durable handles: open (create and recover), upsert, checkpoint, close ----------------- */
+/* ---- durable handles: open (create and recover), upsert, checkpoint, close -----------------
+ */
 
 static char ddir[64], dpath[80];
 
@@ -565,7 +741,33 @@ static iqdb_options durable_opts(iqdb_compression c) {
 }
 
 /* A database on disk with a snapshot of ids 0..19 and WAL records for ids 20..29. */
+static void durable_build(iqdb_compression c);
+
+/* The base files are deterministic: each codec's are built once (about 40 fsynced writes) and
+ * copied back for every iteration of a loop. */
+static int base_built = -1;
 static void durable_base(iqdb_compression c) {
+    char from[1400], to[1400];
+    if (base_built != (int)c) {
+        durable_build(c);
+        snprintf(to, sizeof to, "%s.base", dpath);
+        assert_int_equal(iqdbt_cp(dpath, to), 0);
+        snprintf(from, sizeof from, "%s.wal", dpath);
+        snprintf(to, sizeof to, "%s.base.wal", dpath);
+        assert_int_equal(iqdbt_cp(from, to), 0);
+        base_built = (int)c;
+        return;
+    }
+    snprintf(to, sizeof to, "%s.tmp", dpath);
+    assert_int_equal(iqdbt_rm(to), 0);
+    snprintf(from, sizeof from, "%s.base", dpath);
+    assert_int_equal(iqdbt_cp(from, dpath), 0);
+    snprintf(from, sizeof from, "%s.base.wal", dpath);
+    snprintf(to, sizeof to, "%s.wal", dpath);
+    assert_int_equal(iqdbt_cp(from, to), 0);
+}
+
+static void durable_build(iqdb_compression c) {
     char p2[1400];
     assert_int_equal(iqdbt_rm(dpath), 0);
     snprintf(p2, sizeof p2, "%s.wal", dpath);
@@ -583,6 +785,24 @@ static void durable_base(iqdb_compression c) {
         iqdb_meta *m = id % 4 ? meta_of(id, 0) : NULL;
         assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
         iqdb_meta_destroy(m);
+        if (id == 9 || id == 29) { /* keyed records, one batch each: 0..4 before the */
+            uint8_t kb[5][4];      /* checkpoint, 5..9 in the WAL, and a keyed delete in */
+            const void *keys[5];   /* the WAL: 39 records */
+            size_t lens[5];
+            float kv[5 * DIM];
+            for (int i = 0; i < 5; i++) {
+                int which = (id == 9 ? 0 : 5) + i;
+                lens[i] = key_of(which, kb[i]);
+                keys[i] = kb[i];
+                vec_of(kv + i * DIM, 100 + (uint64_t)which, 0);
+            }
+            assert_int_equal(iqdb_upsert_batch_key(db, 5, keys, lens, kv, NULL), IQDB_OK);
+        }
+    }
+    {
+        uint8_t k[4];
+        size_t kl = key_of(8, k);
+        assert_int_equal(iqdb_delete_key(db, k, kl, NULL), IQDB_OK);
     }
     /* leave the WAL records in place: copy the files before close checkpoints them */
     char s_copy[1400], w_copy[1400], wal[1400];
@@ -596,7 +816,7 @@ static void durable_base(iqdb_compression c) {
     assert_int_equal(iqdbt_mv(w_copy, wal), 0);
 }
 
-enum { D_CREATE, D_RECOVER, D_UPSERT, D_CHECKPOINT, D_CLOSE };
+enum { D_CREATE, D_RECOVER, D_UPSERT, D_UPSERT_KEY, D_CHECKPOINT, D_CLOSE };
 
 static void durable_loop(int which, iqdb_compression c, const char *name) {
     for (int persistent = 0; persistent <= 1; persistent++) {
@@ -630,6 +850,14 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
                 iqdb_meta_destroy(m);
                 break;
             }
+            case D_UPSERT_KEY: {
+                uint8_t k[4];
+                size_t kl = key_of(50, k);
+                iqdb_meta *m = meta_of(50, 1);
+                rc = iqdb_upsert_key(db, k, kl, v, m);
+                iqdb_meta_destroy(m);
+                break;
+            }
             case D_CHECKPOINT: rc = iqdb_checkpoint(db); break;
             default: rc = iqdb_close(db); db = NULL;
             }
@@ -639,7 +867,7 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
                 print_error("%s N=%lld: returned %d (%s)\n", name, n, rc, iqdb_errmsg(db));
                 fail();
             }
-            if (rc != IQDB_OK && which == D_UPSERT) {
+            if (rc != IQDB_OK && (which == D_UPSERT || which == D_UPSERT_KEY)) {
                 snapshot after;
                 take_snapshot(db, &after);
                 assert_same(&before, &after, name, n);
@@ -656,8 +884,8 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
             assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
             uint64_t count;
             iqdb_count(db, &count);
-            uint64_t want = which == D_CREATE ? 0 : 30;
-            if (which == D_UPSERT && rc == IQDB_OK) want = 31;
+            uint64_t want = which == D_CREATE ? 0 : 39;
+            if ((which == D_UPSERT || which == D_UPSERT_KEY) && rc == IQDB_OK) want = 40;
             assert_int_equal(count, want);
             assert_int_equal(iqdb_check(db), IQDB_OK);
             assert_int_equal(iqdb_close(db), IQDB_OK);
@@ -678,6 +906,7 @@ static void test_oom_durable(void **s) {
     durable_loop(D_RECOVER, IQDB_COMPRESS_ZSTD, "durable open (zstd)");
     durable_loop(D_RECOVER, IQDB_COMPRESS_LZ4, "durable open (lz4)");
     durable_loop(D_UPSERT, IQDB_COMPRESS_NONE, "durable upsert");
+    durable_loop(D_UPSERT_KEY, IQDB_COMPRESS_NONE, "durable upsert_key");
     durable_loop(D_CHECKPOINT, IQDB_COMPRESS_ZSTD, "durable checkpoint (zstd)");
     durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close");
     assert_int_equal(iqdbt_rmtree(ddir), 0);
@@ -701,6 +930,7 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_get, setup),
         cmocka_unit_test_setup(test_oom_search, setup),
         cmocka_unit_test_setup(test_oom_search_batch, setup),
+        cmocka_unit_test_setup(test_oom_keys, setup),
         cmocka_unit_test_setup(test_oom_check_stats_count, setup),
         cmocka_unit_test_setup(test_oom_meta_and_filters, setup),
         cmocka_unit_test_setup(test_oom_ivf_untrained, setup),
