@@ -785,6 +785,20 @@ static void test_ivf_reorder_keeps_records(void **state) {
         iqdb_meta_destroy(m);
     }
     assert_int_equal(iqdb_check(db), IQDB_OK);
+    /* records named by byte keys move with their rows too (key blocks and the key map) */
+    char key[16];
+    for (int i = 0; i < 40; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(iqdb_upsert_key(db, key, (size_t)kl, ds.x + (size_t)(2000 + i) * 12, NULL),
+                         IQDB_OK);
+    }
+    assert_int_equal(iqdb_optimize(db), IQDB_OK); /* reorders again, keyed rows included */
+    for (int i = 0; i < 40; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(iqdb_get_key(db, key, (size_t)kl, v, NULL), IQDB_OK);
+        assert_memory_equal(v, ds.x + (size_t)(2000 + i) * 12, sizeof v);
+    }
+    assert_int_equal(iqdb_check(db), IQDB_OK);
     /* duplicates of existing rows (ids 10000..) tie with their originals: the earlier insert
      * wins, whatever the slots */
     iqdb_search_params p;
