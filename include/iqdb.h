@@ -202,7 +202,7 @@ typedef enum iqdb_metric {
 typedef enum iqdb_index_kind {
     IQDB_INDEX_DEFAULT = 0, /**< FLAT */
     IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
-    IQDB_INDEX_HNSW = 2,    /**< graph index (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_HNSW = 2,    /**< approximate graph index (HNSW): see iqdb_options.hnsw */
     IQDB_INDEX_IVF = 3      /**< inverted lists: rows are partitioned around trained centroids and
                                  a search scans the lists nearest to the query (approximate) */
 } iqdb_index_kind;
@@ -346,14 +346,22 @@ typedef struct iqdb_options {
                                    0 = the number of online CPUs */
     uint32_t flags;           /**< reserved; must be 0 */
     iqdb_allocator allocator; /**< all zero = the C library */
-    /** HNSW parameters (used when index = IQDB_INDEX_HNSW). */
+    /**
+     * HNSW parameters (used when index = IQDB_INDEX_HNSW). More links (m) and larger candidate
+     * lists (ef_*) give better recall for more memory and time; see docs/guide.md.
+     */
     struct {
         uint32_t m;               /**< links per node on upper layers (2m on layer 0), 2..128;
-                                       default 16 */
+                                       default 16. Memory: about 8m + 30 bytes per record */
         uint32_t ef_construction; /**< candidate list size while building, >= m; default 200 */
-        uint32_t ef_search;       /**< candidate list size while searching; default 64 */
-        uint32_t filter_widen;    /**< candidate list multiplier for filtered search; default 4 */
-        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed */
+        uint32_t ef_search;       /**< candidate list size while searching (at least k is
+                                       used); default 64; iqdb_search_params.ef overrides it */
+        uint32_t filter_widen;    /**< largest candidate list multiplier for an in-graph
+                                       filtered search (applied as the filter gets more
+                                       selective, up to this factor); default 4 */
+        uint64_t seed;            /**< level generator seed; 0 = the fixed default seed. A
+                                       build on one thread is reproducible for a given seed
+                                       and insertion order */
     } hnsw;
     /**
      * IVF parameters (used when index = IQDB_INDEX_IVF).
@@ -435,8 +443,8 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * value, threads > IQDB_MAX_THREADS, an HNSW, IVF or quant parameter out of range, flags or a
  * reserved field != 0, an allocator with alloc set but free missing or the reverse, an unknown
  * sync policy or compression, a period or level out of range, an empty path); IQDB_UNSUPPORTED
- * (a SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; an index kind not yet
- * available; a quantizer with an index that cannot use it yet; IQDB_QUANT_CODES_ONLY with a
+ * (a SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; a quantizer with the
+ * HNSW index, which cannot use one yet; IQDB_QUANT_CODES_ONLY with a
  * path (codes-only databases are in memory only for now); a compression not compiled in, asked
  * for or found in the file; a larger options struct with non-zero bytes this library does not
  * know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no database), IQDB_BUSY,
@@ -751,7 +759,8 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * Upserts `n` records at once, all or nothing: either every record is applied, in order (a
  * later duplicate id replaces an earlier one), or none is and the database is unchanged.
  * `vecs` holds n * dim floats, row after row. `metas` may be NULL (no metadata for any record),
- * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK.
+ * and entries of it may be NULL. n = 0 is a no-op returning IQDB_OK. With an HNSW index a large
+ * batch (256 records or more) is linked into the graph by all worker threads at once.
  * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
  * would pass 1 GiB is refused with IQDB_INVALID.
  * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg.
@@ -856,7 +865,9 @@ typedef struct iqdb_search_params {
     const iqdb_filter *filter; /**< only records matching it are returned; NULL = all */
     int exact;                 /**< non-zero: bypass the index and scan every row (exact
                                     ground truth); the flat index is always exact */
-    uint32_t ef;               /**< HNSW candidate list size for this query; 0 = the index's */
+    uint32_t ef;               /**< HNSW candidate list size for this query (at least k is
+                                    used): larger is slower and finds more of the true nearest
+                                    records; 0 = the index's ef_search */
     uint32_t n_probes;         /**< IVF lists to scan for this query, 0 .. 2^20 (more than the
                                     index has means all); 0 = the index's */
     uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes,
@@ -869,12 +880,21 @@ static inline void iqdb_search_params_init(iqdb_search_params *p) {
     p->struct_size = sizeof *p;
 }
 
-/** How a search found its candidates. Append-only. */
+/**
+ * How a search found its candidates. Append-only. With an HNSW index, a filtered search is
+ * planned per query from the filter's estimated selectivity: SCAN_FILTERED (exact) when few
+ * records match, HNSW_FILTERED otherwise — and SCAN_FILTERED again when the graph walk turns out
+ * costlier than the scan would have been.
+ */
 typedef enum iqdb_strategy {
     IQDB_STRATEGY_NONE = 0,          /**< nothing to search: k = 0 or no rows */
     IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row (also an untrained IVF or
                                           quantized index, and params.exact) */
     IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
+    IQDB_STRATEGY_HNSW = 3,          /**< HNSW graph search (approximate) */
+    IQDB_STRATEGY_HNSW_FILTERED = 4, /**< HNSW graph walk that returns only matching records:
+                                          non-matching nodes are walked through, not returned
+                                          (approximate) */
     IQDB_STRATEGY_IVF = 5,           /**< scanned the nearest IVF lists (n_lists_scanned of
                                           them: more than n_probes when the probed lists held
                                           fewer than k rows) */
@@ -884,7 +904,6 @@ typedef enum iqdb_strategy {
     IQDB_STRATEGY_CODES = 7,         /**< flat index with a quantizer: every code scanned, the
                                           shortlist re-ranked */
     IQDB_STRATEGY_CODES_FILTERED = 8 /**< as CODES, over the rows matching the filter */
-    /* 3 and 4 are the HNSW strategies (IQDB_STRATEGY_HNSW, IQDB_STRATEGY_HNSW_FILTERED) */
 } iqdb_strategy;
 
 /**
@@ -894,7 +913,10 @@ typedef enum iqdb_strategy {
 typedef struct iqdb_search_info {
     size_t struct_size;
     int complete; /**< 1 when the result holds min(k, number of matching records)
-                       hits: nothing that should be there is missing */
+                       hits. For the exact strategies nothing that should be there is
+                       missing; for the HNSW strategies the count is guaranteed (a walk that
+                       finds fewer than k matches finishes with a sweep of the rows it did
+                       not see) while the hits are approximate nearest neighbours */
     iqdb_strategy strategy;
     uint64_t n_distances;     /**< distance computations (codes and full-precision rows) */
     uint64_t n_visited;       /**< rows (or nodes) examined, filtered or not */
@@ -1011,11 +1033,14 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 /**
  * Verifies the handle's internal invariants: the id map, the byte-key map (every key leads to
  * its slot, compared in full) and the row slots agree, every stored vector is finite, every
- * metadata record decodes, the index passes its own check (IVF: every live row is in exactly
- * one list and no dead row is in any, centroids and quantizer parameters are finite, every code
- * equals a fresh encoding of its row). For a durable handle it also reads the files back and
- * verifies every checksum: the snapshot's header, section table, every block and section, and
- * every WAL record up to the end of the log.
+ * metadata record decodes, the index passes its own check. For HNSW: every link names a live
+ * record other than its owner, without duplicates, within the degree bounds and levels; the
+ * entry point has the highest level; link counts agree; and every live record is reachable from
+ * the entry point. For IVF: every live row is in exactly one list and no dead row is in any,
+ * centroids and quantizer parameters are finite, every code equals a fresh encoding of its row.
+ * For a durable handle it also reads the files back and verifies every checksum: the
+ * snapshot's header, section table, every block and section, and every WAL record up to the end
+ * of the log.
  * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
  * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.
@@ -1023,21 +1048,24 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
 IQDB_API int iqdb_check(iqdb *db);
 
 /**
- * Rebuilds the index from the rows, for every index kind:
+ * Rebuilds the index structures from the records, for every index kind:
  *  - FLAT without a quantizer: nothing to do.
  *  - FLAT with a quantizer: retrains the quantizer on the current rows and re-encodes them.
  *  - IVF: retrains the centroids (n_lists chosen again when the option is 0) and the quantizer,
  *    and reassigns every row (a database with rows is trained even below the automatic
  *    threshold; an empty one returns to the untrained state).
- *  - HNSW: compaction (removes deleted nodes and repairs their neighbours).
- * The new structures are built before the old ones are released: on failure (IQDB_NOMEM) the
- * database is unchanged, and until the call returns every other call waits. On a durable
- * handle the rebuilt index is then checkpointed (it has no WAL record), so a reopen — also
- * after a crash — loads it instead of training again; if that checkpoint fails the call
- * returns its error, the handle keeps the rebuilt index and the next checkpoint (or
- * iqdb_close) stores it.
- * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY (a read-only handle); IQDB_FATAL;
- * the codes of iqdb_checkpoint. Threads: exclusive. Since: 0.1.
+ *  - HNSW: a fresh graph built over the worker threads in insertion order, as if the records
+ *    had been inserted into an empty database (the graph stays correct and searchable under
+ *    deletes without it; optimize makes it as good as a fresh build and releases memory of
+ *    records deleted since the last growth).
+ * All or nothing: the new structures are built before the old ones are released, so on failure
+ * (IQDB_NOMEM) the database is unchanged; until the call returns every other call waits.
+ * Nothing is logged (the records do not change); on a durable handle the rebuilt index is then
+ * checkpointed, so a reopen — also after a crash — loads it instead of rebuilding; if that
+ * checkpoint fails the call returns its error, the handle keeps the rebuilt index and the next
+ * checkpoint (or iqdb_close) stores it.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY, IQDB_FATAL (a durable handle that
+ * cannot write); the codes of iqdb_checkpoint. Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_optimize(iqdb *db);
 

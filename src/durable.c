@@ -40,7 +40,7 @@ struct iqdb__dur {
     uint64_t last_lsn;
     uint32_t keys_logged;
     int need_reset;
-    int index_dirty; /* the index changed without a WAL record (iqdb_optimize) */
+    int index_dirty; /* the index changed without a logged write (iqdb_optimize) */
     int upgrade;     /* the files are of an older format version: rewrite them at open */
     iqdb__mutex ckpt_mu;
     /* under mu */
@@ -168,15 +168,15 @@ static int append_built(iqdb *db, uint64_t *lsn) {
     return IQDB_OK;
 }
 
-int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, uint8_t *const *keys,
-                         const float *vecs, uint8_t *const *blobs, const uint32_t *lens,
-                         uint64_t *lsn) {
+int iqdb__dur_build_upsert(iqdb *db, size_t n, const iqdb_id *ids, uint8_t *const *keys,
+                           const float *vecs, uint8_t *const *blobs, const uint32_t *lens) {
     iqdb__dur *d = db->dur;
     int rc = iqdb__wal_build_upsert(&d->wal, d->last_lsn + 1, synced_now(d), n, db->dim, ids, keys,
                                     vecs, blobs, lens, &db->keys, d->keys_logged);
-    if (rc) return iqdb__fail_retag(db, rc);
-    return append_built(db, lsn);
+    return rc ? iqdb__fail_retag(db, rc) : IQDB_OK;
 }
+
+int iqdb__dur_append_built(iqdb *db, uint64_t *lsn) { return append_built(db, lsn); }
 
 int iqdb__dur_log_delete(iqdb *db, iqdb_id id, uint64_t *lsn) {
     iqdb__dur *d = db->dur;
@@ -233,7 +233,7 @@ static int checkpoint_locked(iqdb *db) {
     uint64_t gen = d->generation, ckpt_lsn = d->ckpt_lsn;
     iqdb__mutex_unlock(&d->mu);
     if (fatal) return fatal_msg(db);
-    if (d->last_lsn == ckpt_lsn && !d->need_reset && !d->index_dirty && !d->upgrade)
+    if (d->last_lsn == ckpt_lsn && !d->need_reset && !d->upgrade && !d->index_dirty)
         return IQDB_OK; /* nothing new */
     iqdb__snap_src src = {db->dim,    db->metric,  params_of(&db->opts),
                           gen + 1,    d->last_lsn, &db->keys,
@@ -250,6 +250,7 @@ static int checkpoint_locked(iqdb *db) {
         d->ckpt_lsn = d->last_lsn;
         if (d->synced_lsn < d->last_lsn) d->synced_lsn = d->last_lsn;
         d->n_ckpts++;
+        d->index_dirty = 0;
         d->need_reset = stage == IQDB__CKPT_SWITCHED;
         d->upgrade = 0;
         if (stage == IQDB__CKPT_DONE) d->wal_bytes = d->wal.end;
@@ -400,11 +401,11 @@ static int load_snapshot(iqdb *db) {
         if (rc == IQDB_OK && (o.quant.flags & IQDB_QUANT_CODES_ONLY)) /* never written */
             rc = iqdb__fail(NULL, IQDB_CORRUPT_SNAPSHOT, "snapshot: a codes-only quantizer");
         if (rc == IQDB_OK) rc = iqdb__index_kind_from(&o, &kind);
-        if (rc == IQDB_OK) rc = iqdb__index_create(kind, &db->env, &o, &db->index);
         if (rc == IQDB_OK) {
-            db->opts = o;
-            rc = iqdb__snapshot_load(&r, &db->keys, &db->store, db->index, &db->env);
+            db->opts = o; /* the index reads its parameters from env.opts when created */
+            rc = iqdb__index_create(kind, &db->env, &db->index);
         }
+        if (rc == IQDB_OK) rc = iqdb__snapshot_load(&r, &db->keys, &db->store, db->index, &db->env);
     }
     d->generation = r.generation;
     d->ckpt_lsn = r.lsn;
@@ -426,7 +427,7 @@ static int create_database(iqdb *db) {
                           d->paths.snap);
     iqdb__index_kind kind;
     IQDB_TRY(iqdb__index_kind_from(&db->opts, &kind));
-    IQDB_TRY(iqdb__index_create(kind, &db->env, &db->opts, &db->index));
+    IQDB_TRY(iqdb__index_create(kind, &db->env, &db->index));
     iqdb__snap_src src = {db->dim,   db->metric, params_of(&db->opts), 1, 0, &db->keys, &db->store,
                           db->index, &db->env};
     iqdb__ckpt_stage stage;

@@ -79,17 +79,19 @@ int iqdb__dur_open(iqdb *db, const char *path);
 int iqdb__dur_close(iqdb *db, int checkpoint);
 /* Under the write lock: may this handle write now? (read-only, fatal, a pending WAL reset) */
 int iqdb__dur_writable(iqdb *db);
-/* Under the write lock: log the write (build + append + publish). */
-int iqdb__dur_log_upsert(iqdb *db, size_t n, const iqdb_id *ids, uint8_t *const *keys,
-                         const float *vecs, uint8_t *const *blobs, const uint32_t *lens,
-                         uint64_t *lsn);
+/* Under the write lock: log an upsert in two steps, so that every allocation comes before the
+ * index changes: build the record (may fail: IQDB_NOMEM, IQDB_INVALID), then append and publish
+ * it (may fail: I/O). A built record that is not appended is simply overwritten by the next. */
+int iqdb__dur_build_upsert(iqdb *db, size_t n, const iqdb_id *ids, uint8_t *const *keys,
+                           const float *vecs, uint8_t *const *blobs, const uint32_t *lens);
+int iqdb__dur_append_built(iqdb *db, uint64_t *lsn);
 int iqdb__dur_log_delete(iqdb *db, iqdb_id id, uint64_t *lsn);
 int iqdb__dur_log_delete_key(iqdb *db, const uint8_t *key_block, uint64_t *lsn);
 /* After the write lock is released: wait for durability (ALWAYS), checkpoint if the WAL is big. */
 int iqdb__dur_after_write(iqdb *db, uint64_t lsn);
 int iqdb__dur_checkpoint(iqdb *db);
-/* Under the write lock: the index was rebuilt without a WAL record (iqdb_optimize), so the next
- * checkpoint must write a snapshot even when no write came since the last one. */
+/* With the write lock held: the index changed without a logged write (iqdb_optimize), so the
+ * next checkpoint (or close) writes a snapshot even if no record was logged. */
 void iqdb__dur_index_changed(iqdb *db);
 /* Verifies the files' checksums (iqdb_check). Called with no lock held. */
 int iqdb__dur_check(iqdb *db);

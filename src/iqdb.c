@@ -5,8 +5,9 @@
  * The write protocol (upsert, upsert_batch) is what makes every write all or nothing:
  *   1. everything that can fail without touching the database runs first: argument checks,
  *      norms, metadata encoding, capacity reservation in the store and the id map;
- *   2. phase A adds each new version in a fresh slot and inserts it into the index; a failure
- *      here removes the new slots again (index remove never fails);
+ *   2. phase A adds each new version in a fresh slot, then inserts all of them into the index
+ *      at once (all or nothing: an index may build them in parallel); a failure there removes
+ *      the new slots again;
  *   3. phase B, which cannot fail, points each id at its new slot and drops the old version.
  * Searches hold the lock shared, so they never see a half-applied write.
  *
@@ -155,8 +156,11 @@ int iqdb__index_kind_from(const iqdb_options *o, iqdb__index_kind *out) {
         return IQDB_OK;
     case IQDB_INDEX_IVF: *out = IQDB__INDEX_IVF; return IQDB_OK;
     case IQDB_INDEX_HNSW:
-        return iqdb__fail(NULL, IQDB_UNSUPPORTED,
-                          "the HNSW index is not available in this version");
+        if (o->quant.kind != IQDB_QUANT_NONE)
+            return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                              "quantization with the HNSW index is not available in this version");
+        *out = IQDB__INDEX_HNSW;
+        return IQDB_OK;
     }
     return iqdb__fail(NULL, IQDB_INVALID, "unknown index kind %d", (int)o->index);
 }
@@ -244,6 +248,7 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     db->env.op = iqdb__metric_op(db->metric);
     db->env.mem = &db->mem;
     db->env.scratch = &db->scratch;
+    db->env.opts = &db->opts;
     rc = iqdb__pool_create(&db->mem, db->threads - 1, &db->pool);
     if (rc == IQDB_OK) {
         db->env.pool = db->pool;
@@ -251,7 +256,7 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
         if (path)
             rc = iqdb__dur_open(db, path); /* the index kind comes from the file */
         else if ((rc = iqdb__index_kind_from(&db->opts, &kind)) == IQDB_OK)
-            rc = iqdb__index_create(kind, &db->env, &db->opts, &db->index);
+            rc = iqdb__index_create(kind, &db->env, &db->index);
     }
     if (rc) {
         iqdb__dur_close(db, 0);
@@ -346,30 +351,34 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
             iqdb__store_set_key(st, slots[i], keys[i]);
             keys[i] = NULL;
         }
-        rc = iqdb__index_insert(db->index, &db->env, slots[i]);
-        if (rc) {
-            undo_phase_a(db, slots, i + 1);
-            free_keys(db, keys, i + 1, n);
-            for (size_t j = i + 1; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
-            return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
-        }
     }
-    /* The WAL record goes between the phases: a failed append is undone like a failed insert,
-     * and phase B cannot fail, so a logged write always applies. */
+    /* The WAL record is built before the index changes (building allocates), and appended
+     * between the phases: phase B cannot fail, so a logged write always applies. */
     if (log && db->dur) {
         for (size_t i = 0; i < n; i++) { /* borrowed */
             blobs[i] = st->meta[slots[i]];
             if (keys) keys[i] = st->keys[slots[i]];
         }
-        rc = iqdb__dur_log_upsert(db, n, ids, keys, vecs, blobs, blob_len, lsn);
+        rc = iqdb__dur_build_upsert(db, n, ids, keys, vecs, blobs, blob_len);
         for (size_t i = 0; i < n; i++) {
             blobs[i] = NULL;
             if (keys) keys[i] = NULL;
         }
         if (rc) {
-            undo_phase_a(db, slots, n);
-            return iqdb__fail_retag(db, rc);
+            for (size_t j = n; j-- > 0;) iqdb__store_remove(st, slots[j]);
+            return rc == IQDB_NOMEM ? iqdb__nomem(db) : rc;
         }
+    }
+    rc = iqdb__index_insert_batch(db->index, &db->env, slots, n, vecs);
+    if (rc) { /* all or nothing: the index holds none of the slots */
+        for (size_t j = n; j-- > 0;) iqdb__store_remove(st, slots[j]);
+        return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+    }
+    /* A failed append (an I/O error) is undone by removing the new nodes: the records are as
+     * before; an HNSW graph stays valid, though its repaired lists need not be the same. */
+    if (log && db->dur && (rc = iqdb__dur_append_built(db, lsn)) != IQDB_OK) {
+        undo_phase_a(db, slots, n);
+        return rc;
     }
     /* phase B: cannot fail */
     for (size_t i = 0; i < n; i++) {
@@ -786,7 +795,10 @@ int iqdb_check(iqdb *db) {
         rc = check_rows(db, seen);
         if (rc == IQDB_OK) {
             rc = iqdb__index_check(db->index, &db->env);
-            if (rc) rc = iqdb__fail_retag(db, rc);
+            if (rc == IQDB_NOMEM)
+                rc = iqdb__nomem(db);
+            else if (rc)
+                rc = iqdb__fail_retag(db, rc);
         }
         iqdb__free(&db->mem, seen, n);
     }

@@ -1,8 +1,8 @@
 /*
  * index.h — the index dispatcher: a closed set of index kinds, each implementing the same verbs
  *
- *   create destroy insert remove maintain search search_batch optimize serialize load mem
- *   describe check
+ *   create destroy insert insert_batch remove maintain reorder_store optimize search
+ *   search_batch serialize load mem describe vector check
  *
  * index.c switches over the kind with no default case, and the build uses -Wswitch-enum, so a
  * new kind does not compile until every verb handles it.
@@ -10,7 +10,9 @@
  * Indexes never own rows: the row store (store.h) is the truth, and an index keeps only the
  * structures that find candidate slots quickly. Modules are single-threaded; the caller (iqdb.c)
  * holds the handle's lock: shared for search, exclusive for everything else. remove never
- * fails, so a writer can always roll back or commit after the fallible steps.
+ * fails, so a writer can always roll back or commit after the fallible steps. An index may use
+ * the worker pool inside one exclusive call (the HNSW bulk build); it then does its own locking,
+ * documented in its file.
  */
 #ifndef IQDB_INDEX_H
 #define IQDB_INDEX_H
@@ -23,9 +25,13 @@
 #include "pool.h"
 #include "store/store.h"
 
-/* FLAT: the exact scan, no structure. IVF: inverted lists (ivf.c), also used for a flat index
- * with a quantizer (one list holding every code). */
-typedef enum iqdb__index_kind { IQDB__INDEX_FLAT = 0, IQDB__INDEX_IVF = 1 } iqdb__index_kind;
+/* FLAT: the exact scan, no structure. HNSW: the graph (hnsw.c). IVF: inverted lists (ivf.c),
+ * also used for a flat index with a quantizer (one list holding every code). */
+typedef enum iqdb__index_kind {
+    IQDB__INDEX_FLAT = 0,
+    IQDB__INDEX_HNSW = 1,
+    IQDB__INDEX_IVF = 2
+} iqdb__index_kind;
 
 /* What every index verb may read: the rows, the kernels, the metric. */
 typedef struct iqdb__env {
@@ -36,6 +42,7 @@ typedef struct iqdb__env {
     iqdb__mem *mem;
     iqdb__scratch_pool *scratch;
     iqdb__pool *pool;
+    const iqdb_options *opts; /* the handle's normalised options (index parameters) */
 } iqdb__env;
 
 /* One query, already validated. */
@@ -61,13 +68,18 @@ typedef struct iqdb__sinfo {
 
 typedef struct iqdb__index iqdb__index;
 
-/* `o` holds the validated options (index parameters, quantizer). */
-int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, const iqdb_options *o,
-                       iqdb__index **out);
+/* The index reads its parameters (and the quantizer) from env->opts. */
+int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out);
 void iqdb__index_destroy(iqdb__index *ix);
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix);
 /* The slot's row is in the store; make it findable. IQDB_OK or IQDB_NOMEM (nothing changed). */
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
+/* The same for n slots, all or nothing (an index may build them in parallel). The slots are
+ * live in the store, distinct, and not yet in the index; their sequence numbers increase.
+ * `vecs` (may be NULL) holds row i's vector at vecs + i * dim: a codes-only store keeps no
+ * vectors, so the IVF index encodes from there. */
+int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32_t *slots, size_t n,
+                             const float *vecs);
 /* Forget the slot (its row is still in the store during the call). Never fails. */
 void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
 /* Called after a write has been applied, under the write lock: the index may reorganise itself
@@ -115,8 +127,12 @@ typedef struct iqdb__index_desc {
     uint64_t trained_rows;
 } iqdb__index_desc;
 void iqdb__index_describe(const iqdb__index *ix, iqdb__index_desc *d);
-/* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set). */
+/* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set);
+ * IQDB_NOMEM. */
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env);
+/* Rebuilds / compacts the index structures from the rows. All or nothing: IQDB_OK or
+ * IQDB_NOMEM (the index unchanged). */
+int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
 
 /* The handle's index and environment (iqdb.c), for the persistence layer and the tests: the
  * caller holds the handle's lock as the verb requires. */

@@ -648,11 +648,11 @@ static int grow_list(const iqdb__ivf *v, ivf_state *s, uint32_t l) {
     return IQDB_OK;
 }
 
-int iqdb__ivf_insert(iqdb__ivf *v, const iqdb__env *env, uint32_t slot) {
+int iqdb__ivf_insert(iqdb__ivf *v, const iqdb__env *env, uint32_t slot, const float *vec) {
     if (!v->trained) return IQDB_OK; /* the exact scan sees the row; maintain() trains later */
     ivf_state *s = &v->st;
     if (slot >= s->where_cap) IQDB_TRY(grow_where(v, s, (size_t)slot + 1));
-    const float *x = iqdb__store_vec(env->store, slot);
+    const float *x = vec ? vec : iqdb__store_vec(env->store, slot);
     uint32_t l = nearest_list(v, env, x, s->work);
     ivf_list *lst = &s->lists[l];
     if (lst->n == lst->cap) IQDB_TRY(grow_list(v, s, l));

@@ -13,7 +13,7 @@ typedef struct iqdb__ivf iqdb__ivf;
 /* `single`: a flat index with a quantizer (one list, every code scanned). */
 int iqdb__ivf_create(const iqdb__env *env, const iqdb_options *o, int single, iqdb__ivf **out);
 void iqdb__ivf_destroy(iqdb__ivf *v);
-int iqdb__ivf_insert(iqdb__ivf *v, const iqdb__env *env, uint32_t slot);
+int iqdb__ivf_insert(iqdb__ivf *v, const iqdb__env *env, uint32_t slot, const float *vec);
 void iqdb__ivf_remove(iqdb__ivf *v, const iqdb__env *env, uint32_t slot);
 void iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env);
 int iqdb__ivf_optimize(iqdb__ivf *v, const iqdb__env *env);

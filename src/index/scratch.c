@@ -10,6 +10,11 @@ int iqdb__scratch_pool_init(iqdb__scratch_pool *p, iqdb__mem *mem) {
 }
 
 static void scratch_free(iqdb__mem *mem, iqdb__scratch *s) {
+    iqdb__free(mem, s->mark, s->mark_cap * sizeof *s->mark);
+    iqdb__free(mem, s->gw, s->gw_cap * sizeof *s->gw);
+    iqdb__free(mem, s->gc, s->gc_cap * sizeof *s->gc);
+    iqdb__free(mem, s->gs, s->gs_cap * sizeof *s->gs);
+    iqdb__free(mem, s->ids, s->ids_cap * sizeof *s->ids);
     iqdb__free(mem, s->cand, s->cand_cap * sizeof *s->cand);
     iqdb__free(mem, s->dbuf, s->dbuf_cap * sizeof *s->dbuf);
     iqdb__free(mem, s->ptrs, s->ptrs_cap * sizeof *s->ptrs);
@@ -86,3 +91,56 @@ int iqdb__scratch_qptrs(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
 IQDB_SCRATCH_GROW(fbuf, fbuf, fbuf_cap)
 IQDB_SCRATCH_GROW(lbuf, lbuf, lbuf_cap)
 IQDB_SCRATCH_GROW(cand2, cand2, cand2_cap)
+
+int iqdb__scratch_marks(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
+    if (n <= s->mark_cap) return IQDB_OK;
+    /* Exact growth, not doubling: the array is as large as the database (2 bytes a slot) and
+     * the index grows its own capacity geometrically already. */
+    uint16_t *m = iqdb__calloc(mem, n, sizeof *m);
+    if (!m) return IQDB_NOMEM;
+    if (s->mark_cap) memcpy(m, s->mark, s->mark_cap * sizeof *m);
+    iqdb__free(mem, s->mark, s->mark_cap * sizeof *s->mark);
+    s->mark = m;
+    s->mark_cap = n;
+    return IQDB_OK;
+}
+
+uint16_t iqdb__scratch_epoch(iqdb__scratch *s) {
+    if (++s->epoch == 0) { /* wrapped: old tags could collide with new ones */
+        if (s->mark_cap) memset(s->mark, 0, s->mark_cap * sizeof *s->mark);
+        s->epoch = 1;
+    }
+    return s->epoch;
+}
+
+int iqdb__scratch_items(iqdb__mem *mem, iqdb__gitem **p, size_t *cap, size_t n) {
+    void *v = *p;
+    int rc = iqdb__grow(mem, &v, cap, n ? n : 1, sizeof **p);
+    *p = v;
+    return rc;
+}
+
+int iqdb__scratch_ids(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
+    void *v = s->ids;
+    int rc = iqdb__grow(mem, &v, &s->ids_cap, n ? n : 1, sizeof *s->ids);
+    s->ids = v;
+    return rc;
+}
+
+iqdb__scratch *iqdb__scratch_create(iqdb__mem *mem) {
+    return iqdb__calloc(mem, 1, sizeof(iqdb__scratch));
+}
+
+void iqdb__scratch_destroy(iqdb__mem *mem, iqdb__scratch *s) {
+    if (s) scratch_free(mem, s);
+}
+
+size_t iqdb__scratch_mem(const iqdb__scratch *s) {
+    if (!s) return 0;
+    return sizeof *s + s->cand_cap * sizeof *s->cand + s->dbuf_cap * sizeof *s->dbuf +
+           s->ptrs_cap * sizeof *s->ptrs + s->slots_cap * sizeof *s->slots +
+           s->qptrs_cap * sizeof *s->qptrs + s->mark_cap * sizeof *s->mark +
+           (s->gw_cap + s->gc_cap + s->gs_cap) * sizeof(iqdb__gitem) + s->ids_cap * sizeof *s->ids +
+           s->fbuf_cap * sizeof *s->fbuf + (s->lbuf_cap + s->cand2_cap) * sizeof(iqdb__cand) +
+           iqdb__cfilter_mem(&s->cf);
+}

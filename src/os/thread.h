@@ -47,6 +47,9 @@ void iqdb__cond_broadcast(iqdb__cond *c);
 /* Threads. create returns 0 or a non-zero error. */
 int iqdb__thread_create(iqdb__thread *t, void *(*fn)(void *), void *arg);
 void iqdb__thread_join(iqdb__thread t);
+/* Gives the CPU to another runnable thread (a spinning waiter whose lock holder may have been
+ * preempted). */
+void iqdb__thread_yield(void);
 
 /* Runs fn exactly once per process. */
 void iqdb__call_once(iqdb__once *o, void (*fn)(void));

@@ -4,6 +4,7 @@
 #if !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,8 @@ int iqdb__thread_create(iqdb__thread *t, void *(*fn)(void *), void *arg) {
     return pthread_create(t, NULL, fn, arg);
 }
 void iqdb__thread_join(iqdb__thread t) { pthread_join(t, NULL); }
+
+void iqdb__thread_yield(void) { sched_yield(); }
 
 void iqdb__call_once(iqdb__once *o, void (*fn)(void)) { pthread_once(o, fn); }
 

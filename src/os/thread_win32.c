@@ -52,6 +52,8 @@ int iqdb__thread_create(iqdb__thread *t, void *(*fn)(void *), void *arg) {
     *t = h;
     return 0;
 }
+void iqdb__thread_yield(void) { SwitchToThread(); }
+
 void iqdb__thread_join(iqdb__thread t) {
     WaitForSingleObject(t, INFINITE);
     CloseHandle(t);

@@ -217,6 +217,32 @@ static inline void iqdbt_fill(iqdbt_rng *r, float *v, size_t n, float lo, float 
     for (size_t i = 0; i < n; i++) v[i] = iqdbt_uniform(r, lo, hi);
 }
 
+/* ---- the same buffer with a write that reports IQDB_NOMEM instead of aborting (for serialize /
+ * load: the write / read shapes of iqdb__sink and iqdb__source) ------------------------------- */
+
+static inline int iqdbt_mem_write(void *ctx, const void *p, size_t n) {
+    iqdbt_membuf *b = ctx;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) return IQDB_NOMEM;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return IQDB_OK;
+}
+
+/* Reads exactly n bytes; a read past the end (a truncated stream) is IQDB_CORRUPT. */
+static inline int iqdbt_mem_read(void *ctx, void *p, size_t n) {
+    iqdbt_membuf *b = ctx;
+    if (n > b->n - b->pos) return IQDB_CORRUPT;
+    memcpy(p, b->p + b->pos, n);
+    b->pos += n;
+    return IQDB_OK;
+}
+
 /* ---- oracle ----------------------------------------------------------------------------- */
 
 /* The distance of iqdb_metric m in double precision. */

@@ -164,12 +164,17 @@ static void test_crash_workloads(void **state) {
         uint64_t ckpt;
         int n_ops, reopen;
         uint64_t seed;
+        iqdb_index_kind index;
     } defs[] = {
-        {"always", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_NONE, 0, 40, 1, 11},
-        {"always-zstd", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_ZSTD, 0, 30, 1, 12},
-        {"always-lz4-autockpt", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_LZ4, 1500, 30, 0, 13},
-        {"never", IQDB_SYNC_NEVER, IQDB_COMPRESS_NONE, UINT64_MAX, 40, 1, 14},
-        {"periodic", IQDB_SYNC_PERIODIC, IQDB_COMPRESS_NONE, UINT64_MAX, 25, 0, 15},
+        {"always", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_NONE, 0, 40, 1, 11, IQDB_INDEX_FLAT},
+        {"always-zstd", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_ZSTD, 0, 30, 1, 12, IQDB_INDEX_FLAT},
+        {"always-lz4-autockpt", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_LZ4, 1500, 30, 0, 13,
+         IQDB_INDEX_FLAT},
+        {"never", IQDB_SYNC_NEVER, IQDB_COMPRESS_NONE, UINT64_MAX, 40, 1, 14, IQDB_INDEX_FLAT},
+        {"periodic", IQDB_SYNC_PERIODIC, IQDB_COMPRESS_NONE, UINT64_MAX, 25, 0, 15,
+         IQDB_INDEX_FLAT},
+        /* the graph in the snapshot, WAL records replayed into it */
+        {"always-hnsw", IQDB_SYNC_ALWAYS, IQDB_COMPRESS_NONE, 0, 24, 1, 16, IQDB_INDEX_HNSW},
     };
     long ran = 0;
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
@@ -183,6 +188,7 @@ static void test_crash_workloads(void **state) {
         W.sync = defs[i].sync;
         W.codec = defs[i].codec;
         W.checkpoint_bytes = defs[i].ckpt;
+        W.index = defs[i].index;
         h_generate(&W, defs[i].seed, defs[i].n_ops, defs[i].reopen);
         enumerate(&W);
     }

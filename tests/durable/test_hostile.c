@@ -13,7 +13,10 @@
  *   - handcrafted hostile lengths and counts with their checksums recomputed, so the parser
  *     behind the CRC sees them (0, 1, 2^31, 2^32 - 1, 2^64 - 1, ... in every length field);
  *   - decompression bombs: a zstd block that expands to 64 MiB declared as 1 MiB, blocks whose
- *     declared raw length is smaller or larger than what they hold.
+ *     declared raw length is smaller or larger than what they hold;
+ *   - an HNSW database: truncations and flips as above, and its graph section changed byte by
+ *     byte and field by field with the checksums recomputed (it must load as a graph that
+ *     passes iqdb_check, or fail cleanly).
  * Prints the number of inputs.
  */
 #ifdef IQDB_HAVE_ZSTD
@@ -58,10 +61,11 @@ static h_workload W;
 
 /* Builds a reference: ops, a checkpoint after 60% of them, more ops; the process "stops" (no
  * close) so the WAL keeps its records. */
-static void build(ref *r, iqdb_compression codec, const char *name) {
+static void build(ref *r, iqdb_compression codec, iqdb_index_kind index, const char *name) {
     memset(r, 0, sizeof *r);
     r->name = name;
     memset(&W, 0, sizeof W);
+    W.index = index;
     W.sync = IQDB_SYNC_ALWAYS;
     W.codec = codec;
     W.checkpoint_bytes = UINT64_MAX;
@@ -239,6 +243,41 @@ static void poke(uint8_t *p, int width, uint64_t v) {
         iqdb__put32(p, (uint32_t)v);
     else
         *p = (uint8_t)v;
+}
+
+/* The HNSW graph section with its checksums recomputed: every byte of its payload xored with
+ * 0x01, 0x80 and 0xff, then a handful of hostile values at every 4-byte field. Each must open as
+ * a graph that passes iqdb_check (a change that keeps the graph valid: a different but sound
+ * link, say) or fail cleanly, never crash, leak or loop. */
+static void crafted_graph(const ref *r) {
+    long before = inputs;
+    uint8_t *b = malloc(r->snap_len);
+    const uint8_t *e = r->snap + IQDB__SNAP_HDR + (IQDB__SEC_INDEX - 1) * IQDB__SNAP_ENTRY;
+    assert_int_equal(iqdb__get32(e), IQDB__SEC_INDEX);
+    size_t off = (size_t)iqdb__get64(e + 8), stored = (size_t)iqdb__get64(e + 16);
+    assert_true(stored > 8 && off + stored <= r->snap_len);
+    assert_int_equal(iqdb__get32(r->snap + off + 4), stored - 8); /* one block */
+    size_t lo = off + 8, hi = off + stored;
+    const uint8_t pats[] = {0x01, 0x80, 0xff};
+    for (size_t i = lo; i < hi; i++)
+        for (size_t p = 0; p < sizeof pats; p++) {
+            memcpy(b, r->snap, r->snap_len);
+            b[i] ^= pats[p];
+            recrc_snapshot(b, r->snap_len);
+            try_open(r, b, r->snap_len, r->wal, r->wal_len, CRAFTED, "graph byte",
+                     (long)((i - lo) * 4 + p));
+        }
+    const uint32_t vals[] = {0, 1, 2, 31, 32, 33, 64, 0x7fffffffu, 0xfffffffeu, 0xffffffffu};
+    for (size_t i = lo; i + 4 <= hi; i += 4)
+        for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
+            memcpy(b, r->snap, r->snap_len);
+            iqdb__put32(b + i, vals[v]);
+            recrc_snapshot(b, r->snap_len);
+            try_open(r, b, r->snap_len, r->wal, r->wal_len, CRAFTED, "graph field",
+                     (long)((i - lo) * 16 + v));
+        }
+    free(b);
+    printf("%-6s crafted graph sections: %ld inputs\n", r->name, inputs - before);
 }
 
 /* The offset of the first keyed row (live byte 2) in an uncompressed snapshot's rows section,
@@ -429,7 +468,7 @@ static void test_hostile_files(void **state) {
     static ref r;
     for (size_t c = 0; c < 3; c++) {
         if (!iqdb_compression_available(codecs[c].c)) continue;
-        build(&r, codecs[c].c, codecs[c].name);
+        build(&r, codecs[c].c, IQDB_INDEX_FLAT, codecs[c].name);
         try_open(&r, r.snap, r.snap_len, r.wal, r.wal_len, MUST_OPEN, "reference", 0);
         truncations_and_flips(&r);
         if (codecs[c].c == IQDB_COMPRESS_NONE) handcrafted(&r);
@@ -439,6 +478,14 @@ static void test_hostile_files(void **state) {
         free(r.snap);
         free(r.wal);
     }
+    /* an HNSW database: its graph section truncated and flipped like the rest (the graph's own
+     * fields behind a valid checksum are tested by test_hnsw and the snapshot fuzz target) */
+    build(&r, IQDB_COMPRESS_NONE, IQDB_INDEX_HNSW, "hnsw");
+    try_open(&r, r.snap, r.snap_len, r.wal, r.wal_len, MUST_OPEN, "reference", 0);
+    truncations_and_flips(&r);
+    crafted_graph(&r);
+    free(r.snap);
+    free(r.wal);
     iqdb__io_set_default(NULL);
     printf("hostile inputs: %ld\n", inputs);
     assert_true(inputs >= 10000);

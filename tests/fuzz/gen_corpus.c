@@ -4,7 +4,7 @@
  *
  *   snapshot/  empty and populated snapshots: plain, zstd, lz4 (fast and HC), a zstd one whose
  *              rows section spans two blocks, COSINE and HAMMING databases, metadata of every
- *              type, deleted slots (a free list)
+ *              type, deleted slots (a free list), two HNSW databases (the graph section)
  *              keyed: records named by byte keys beside u64 ids (keyed rows)
  *   wal/       WALs extending the base snapshot of fuzz_wal (fz_build_base): upserts with new
  *              keys, deletes, batches with duplicate ids, a torn tail, a NEVER-policy log whose
@@ -40,6 +40,8 @@ static iqdb_meta *rich_meta(int i) {
     return m;
 }
 
+static iqdb_index_kind snap_index = IQDB_INDEX_FLAT; /* the index of the next snapshot() */
+
 /* Byte key i: a zero byte, a byte that is not UTF-8, and i; key 1 is the single byte 0x01. */
 static size_t fz_key(int i, uint8_t *k) {
     if (i == 1) {
@@ -63,6 +65,11 @@ static void snapshot_k(const char *name, uint32_t dim, iqdb_metric metric, iqdb_
     fz_options(&o, dim, metric);
     o.compression = c;
     o.compression_level = level;
+    o.index = snap_index;
+    if (snap_index == IQDB_INDEX_HNSW) {
+        o.hnsw.m = 4; /* small lists: more nodes with upper layers, and full lists, in few bytes */
+        o.hnsw.ef_construction = 8;
+    }
     iqdb *db;
     FZ_CHECK(iqdb_open(FZ_PATH, &o, &db) == IQDB_OK);
     float *v = calloc(dim, sizeof *v);
@@ -232,6 +239,10 @@ int main(int argc, char **argv) {
     snapshot("plain", 8, IQDB_METRIC_L2, IQDB_COMPRESS_NONE, 0, 14, 0);
     snapshot("cosine", 3, IQDB_METRIC_COSINE, IQDB_COMPRESS_NONE, 0, 6, 0);
     snapshot("hamming", 16, IQDB_METRIC_HAMMING, IQDB_COMPRESS_NONE, 0, 9, 0);
+    snap_index = IQDB_INDEX_HNSW; /* the graph section (deleted nodes repaired, a reused slot) */
+    snapshot("hnsw", 2, IQDB_METRIC_L2, IQDB_COMPRESS_NONE, 0, 17, 0);
+    snapshot("hnsw-cosine", 3, IQDB_METRIC_COSINE, IQDB_COMPRESS_NONE, 0, 12, 0);
+    snap_index = IQDB_INDEX_FLAT;
     if (iqdb_compression_available(IQDB_COMPRESS_ZSTD)) {
         snapshot("zstd", 8, IQDB_METRIC_DOT, IQDB_COMPRESS_ZSTD, 0, 14, 0);
         snapshot("zstd-2blocks", 256, IQDB_METRIC_L1, IQDB_COMPRESS_ZSTD, 19, 1100, 1);

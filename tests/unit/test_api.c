@@ -116,7 +116,6 @@ static void m_ivf_probes(iqdb_options *o) {
 static void m_ivf_reserved(iqdb_options *o) { o->ivf.reserved = 1; }
 static void m_small_struct(iqdb_options *o) { o->struct_size = 8; }
 static void m_zero_struct(iqdb_options *o) { o->struct_size = 0; }
-static void m_hnsw(iqdb_options *o) { o->index = IQDB_INDEX_HNSW; }
 static void m_quant_kind(iqdb_options *o) { o->quant.kind = (iqdb_quant)4; }
 static void m_quant_pq_m(iqdb_options *o) { o->quant.pq_m = 5; } /* dim is 4 */
 static void m_quant_oversample(iqdb_options *o) { o->quant.oversample = IQDB_MAX_OVERSAMPLE + 1; }
@@ -153,7 +152,6 @@ static void test_api_open_bad_options(void **state) {
         {"16.ivf_reserved", m_ivf_reserved, IQDB_INVALID},
         {"17.small_struct", m_small_struct, IQDB_MISUSE},
         {"18.zero_struct", m_zero_struct, IQDB_MISUSE},
-        {"19.hnsw_unavailable", m_hnsw, IQDB_UNSUPPORTED},
         {"20.quant_kind", m_quant_kind, IQDB_INVALID},
         {"21.quant_pq_m", m_quant_pq_m, IQDB_INVALID},
         {"22.quant_oversample", m_quant_oversample, IQDB_INVALID},

@@ -5,7 +5,8 @@
  * format version and foreign files refused; read-only handles), iqdb_checkpoint (happy, in
  * memory, read-only, after a failed fsync, automatic), iqdb_close (checkpoints), the
  * compression and sync options, the durability fields of iqdb_stats, iqdb_compression_available,
- * the WAL damage rule of docs/FORMAT.md (recovery rule 4), in both of its directions, and IVF /
+ * the WAL damage rule of docs/FORMAT.md (recovery rule 4), in both of its directions, an HNSW
+ * database (the graph loaded from the snapshot, never rebuilt; WAL replay into it), and IVF /
  * quantized databases (reopen loads the trained index, WAL replay assigns to lists, iqdb_optimize
  * persists, hostile IVF sections and quantizer parameters are corrupt).
  *
@@ -442,15 +443,22 @@ static void test_durable_index_from_file(void **state) {
     assert_int_equal(iqdb__get32(params_of(s) + 4), 32);
     assert_int_equal(iqdb__get64(params_of(s) + 20), 77);
 
-    /* a file that names the HNSW index opens as HNSW whatever the options say: this build has
-     * none, so the open is IQDB_UNSUPPORTED, not a silent flat index */
+    /* a file that names the IVF index opens as IVF whatever the options say, and the flat
+     * index's (empty) section is no IVF section */
     uint8_t *h = malloc(len);
+    memcpy(h, s, len);
+    iqdb__put32(h + 24, IQDB_INDEX_IVF);
+    iqdb__put32(params_of(h), IQDB_INDEX_IVF);
+    recrc_snapshot(h);
+    write_file(path, h, len);
+    assert_int_equal(open_rc(path, &o), IQDB_CORRUPT_SNAPSHOT);
+    /* one that names HNSW opens as HNSW, and the flat index's section is no HNSW graph */
     memcpy(h, s, len);
     iqdb__put32(h + 24, IQDB_INDEX_HNSW);
     iqdb__put32(params_of(h), IQDB_INDEX_HNSW);
     recrc_snapshot(h);
     write_file(path, h, len);
-    assert_int_equal(open_rc(path, &o), IQDB_UNSUPPORTED);
+    assert_int_equal(open_rc(path, &o), IQDB_CORRUPT_SNAPSHOT);
     /* parameters out of range in the file: corrupt (validated by the rules of iqdb_open) */
     memcpy(h, s, len);
     iqdb__put32(params_of(h) + 4, 1); /* hnsw.m = 1 */
@@ -459,7 +467,7 @@ static void test_durable_index_from_file(void **state) {
     assert_int_equal(open_rc(path, &o), IQDB_CORRUPT_SNAPSHOT);
     /* the header and the parameters section disagree on the kind */
     memcpy(h, s, len);
-    iqdb__put32(params_of(h), IQDB_INDEX_IVF);
+    iqdb__put32(params_of(h), IQDB_INDEX_HNSW);
     recrc_snapshot(h);
     write_file(path, h, len);
     assert_int_equal(open_rc(path, &o), IQDB_CORRUPT_SNAPSHOT);
@@ -473,6 +481,140 @@ static void test_durable_index_from_file(void **state) {
     free(s);
 }
 
+/* ---- an HNSW database --------------------------------------------------------------------- */
+
+enum { HD = 16, HQ = 24 };
+
+static void graph_bytes(iqdb *db, iqdbt_membuf *b) {
+    memset(b, 0, sizeof *b);
+    iqdb__sink sink = {iqdbt_mem_write, b};
+    assert_int_equal(iqdb__index_serialize(db->index, &db->env, &sink), IQDB_OK);
+}
+
+static void expect_same_graph(iqdb *db, const iqdbt_membuf *want, const char *when) {
+    iqdbt_membuf got;
+    graph_bytes(db, &got);
+    if (got.n != want->n || memcmp(got.p, want->p, got.n))
+        print_error("%s: the graph differs (%zu bytes, expected %zu)\n", when, got.n, want->n);
+    assert_int_equal(got.n, want->n);
+    assert_memory_equal(got.p, want->p, got.n);
+    free(got.p);
+}
+
+/* HQ searches at a small ef, where the answers depend on the graph itself. */
+static void hnsw_answers(iqdb *db, iqdb_hit *hits, size_t *n) {
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    p.ef = 10;
+    iqdbt_rng r = {4242};
+    for (int q = 0; q < HQ; q++) {
+        float v[HD];
+        iqdbt_fill(&r, v, HD, -1, 1);
+        iqdb_search_info info;
+        assert_int_equal(iqdb_search(db, v, 10, &p, hits + q * 10, &n[q], &info), IQDB_OK);
+        assert_int_equal(info.strategy, IQDB_STRATEGY_HNSW);
+    }
+}
+
+static void hnsw_put(iqdb *db, iqdbt_rng *r, uint64_t id) {
+    float v[HD];
+    iqdbt_fill(r, v, HD, -1, 1);
+    assert_int_equal(iqdb_upsert(db, id, v, NULL), IQDB_OK);
+}
+
+static void copy_files(const char *suffix_from, const char *suffix_to) {
+    char from[400], to[400];
+    snprintf(from, sizeof from, "%s%s", path, suffix_from);
+    snprintf(to, sizeof to, "%s%s", path, suffix_to);
+    assert_int_equal(iqdbt_cp(from, to), 0);
+    snprintf(from, sizeof from, "%s%s", wal_path, suffix_from);
+    snprintf(to, sizeof to, "%s%s", wal_path, suffix_to);
+    assert_int_equal(iqdbt_cp(from, to), 0);
+}
+
+/* The graph is stored in the snapshot and loaded, never rebuilt: after churn that no rebuild
+ * would reproduce, the reopened graph is byte for byte the closed one, with the same answers;
+ * the index kind and parameters come from the file whatever the options say. WAL records
+ * replay into the loaded graph (a process that stopped without closing): the result is the
+ * graph the process had. An optimized graph reaches the file at close. */
+static void test_durable_hnsw(void **state) {
+    (void)state;
+    iqdb_options o = opts(HD, IQDB_METRIC_L2);
+    o.index = IQDB_INDEX_HNSW;
+    o.hnsw.m = 8;
+    o.hnsw.ef_construction = 40;
+    o.hnsw.seed = 5;
+    iqdb *db = open_ok(path, &o);
+    iqdbt_rng r = {77};
+    for (uint64_t id = 0; id < 1200; id++) hnsw_put(db, &r, id);
+    enum { NB = 300 };
+    static float vs[NB * HD];
+    uint64_t ids[NB];
+    iqdbt_fill(&r, vs, NB * HD, -1, 1);
+    for (int i = 0; i < NB; i++) ids[i] = 2000 + (uint64_t)i;
+    assert_int_equal(iqdb_upsert_batch(db, NB, ids, vs, NULL), IQDB_OK);
+    for (uint64_t id = 0; id < 600; id += 3) assert_int_equal(iqdb_delete(db, id, NULL), IQDB_OK);
+    for (uint64_t id = 5000; id < 5200; id++) hnsw_put(db, &r, id);
+    static iqdb_hit h1[HQ * 10], h2[HQ * 10];
+    size_t n1[HQ], n2[HQ];
+    iqdbt_membuf g1;
+    graph_bytes(db, &g1);
+    hnsw_answers(db, h1, n1);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+
+    iqdb_options other = opts(HD, IQDB_METRIC_L2); /* flat, default parameters: the file decides */
+    db = open_ok(path, &other);
+    assert_int_equal(stats_of(db).index, IQDB_INDEX_HNSW);
+    assert_int_equal(db->opts.hnsw.m, 8);
+    assert_int_equal(db->opts.hnsw.ef_construction, 40);
+    assert_int_equal(db->opts.hnsw.seed, 5);
+    expect_same_graph(db, &g1, "reopen");
+    hnsw_answers(db, h2, n2);
+    assert_memory_equal(n1, n2, sizeof n1);
+    assert_memory_equal(h1, h2, sizeof h1);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+
+    /* more writes, then the files as a process that stops here leaves them */
+    for (uint64_t id = 6000; id < 6150; id++) hnsw_put(db, &r, id);
+    for (uint64_t id = 1; id < 900; id += 7) assert_int_equal(iqdb_delete(db, id, NULL), IQDB_OK);
+    for (uint64_t id = 2000; id < 2040; id++) hnsw_put(db, &r, id); /* replaced */
+    iqdbt_membuf g3;
+    graph_bytes(db, &g3);
+    hnsw_answers(db, h1, n1);
+    copy_files("", ".crash");
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    copy_files(".crash", "");
+    db = open_ok(path, &other);
+    iqdb_stats st = stats_of(db);
+    assert_true(st.last_lsn > st.checkpoint_lsn); /* replayed, not checkpointed */
+    expect_same_graph(db, &g3, "WAL replay");
+    hnsw_answers(db, h2, n2);
+    assert_memory_equal(n1, n2, sizeof n1);
+    assert_memory_equal(h1, h2, sizeof h1);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+
+    /* optimize changes no record, so it logs nothing; close still writes the new graph */
+    assert_int_equal(iqdb_checkpoint(db), IQDB_OK);
+    assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    iqdbt_membuf g5;
+    graph_bytes(db, &g5);
+    assert_true(g5.n != g3.n || memcmp(g5.p, g3.p, g5.n));
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    db = open_ok(path, &other);
+    expect_same_graph(db, &g5, "reopen after optimize");
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    /* a read-only handle cannot optimize */
+    iqdb_options ro = other;
+    ro.read_only = 1;
+    db = open_ok(path, &ro);
+    assert_int_equal(iqdb_optimize(db), IQDB_READONLY);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    free(g1.p);
+    free(g3.p);
+    free(g5.p);
+}
+
 static void test_durable_format_version(void **state) {
     (void)state;
     iqdb_options o = opts(DIM, IQDB_METRIC_L2);
@@ -483,13 +625,12 @@ static void test_durable_format_version(void **state) {
     const struct {
         uint32_t version;
         int rc;
-    } cases[] = {
-        {IQDB__FORMAT_VERSION + 1, IQDB_FORMAT},
-        {UINT32_MAX, IQDB_FORMAT},
-        {0, IQDB_CORRUPT_SNAPSHOT},
-        {IQDB__FORMAT_VERSION, IQDB_OK},
-        {1, IQDB_OK}}; /* version 1 (no keys) is still read, and rewritten as the current one
-                          (last: the rewrite moves the WAL to the next generation) */
+    } cases[] = {{IQDB__FORMAT_VERSION + 1, IQDB_FORMAT},
+                 {UINT32_MAX, IQDB_FORMAT},
+                 {0, IQDB_CORRUPT_SNAPSHOT},
+                 {IQDB__FORMAT_VERSION, IQDB_OK},
+                 {1, IQDB_OK}}; /* version 1 (no keys) is still read, and rewritten as the current
+                                   one (last: the rewrite moves the WAL to the next generation) */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(b, s, len);
         iqdb__put32(b + 8, cases[i].version);
@@ -1440,6 +1581,7 @@ int main(void) {
         T(busy),
         T(mismatch),
         T(index_from_file),
+        T(hnsw),
         T(format_version),
         T(foreign_file),
         T(read_only),

@@ -1,6 +1,11 @@
 /*
  * test_oom.c — the out-of-memory loop (SQLite's and libuv's pattern).
  *
+ * Every loop runs on a flat database and again on an HNSW one (insert, batch — also one large
+ * enough for the parallel build —, replace, delete with repair, search, optimize, check); for
+ * HNSW the state compared also holds the answers of searches with a small ef, so a failed call
+ * must leave the graph itself unchanged, not only the records.
+ *
  * For every public call: build a fresh database, record its full state, make allocation N fail
  * (once — transient — or from N on — persistent), run the call, and check that it either
  * succeeded with the right effect or returned IQDB_NOMEM with the database unchanged (every
@@ -20,6 +25,7 @@ enum { DIM = 12, IDS = 64, KEYS = 64 };
 
 static iqdbt_alloc A;
 static iqdb_allocator AL;
+static iqdb_index_kind KIND = IQDB_INDEX_FLAT; /* the index of every database the loop builds */
 
 /* What fresh_db builds. */
 enum {
@@ -42,7 +48,11 @@ typedef struct snapshot {
     float kvec[KEYS][DIM];
     char kmeta[KEYS][256];
     uint64_t count;
+    iqdb_hit res[8][10]; /* answers at ef 10: they depend on the graph */
+    size_t nres[8];
 } snapshot;
+
+static void vec_of(float *v, uint64_t id, int version);
 
 /* Byte key i: key 1 is the single byte 0x01 (a different record from the u64 id 1); the others
  * hold a zero byte and a byte that is not UTF-8. */
@@ -86,7 +96,9 @@ static void meta_text(const iqdb_meta *m, char *out, size_t cap) {
     }
 }
 
-static void take_snapshot(iqdb *db, snapshot *s) {
+/* with_searches: also the answers of a few searches (not for the read-only loops: those
+ * searches would warm the scratch the call under test must allocate). */
+static void take_snapshot(iqdb *db, snapshot *s, int with_searches) {
     memset(s, 0, sizeof *s);
     for (iqdb_id id = 0; id < IDS; id++) {
         iqdb_meta *m = NULL;
@@ -107,6 +119,15 @@ static void take_snapshot(iqdb *db, snapshot *s) {
         iqdb_meta_destroy(m);
     }
     assert_int_equal(iqdb_count(db, &s->count), IQDB_OK);
+    if (!with_searches) return;
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    p.ef = 10;
+    for (int i = 0; i < 8; i++) {
+        float q[DIM];
+        vec_of(q, (uint64_t)i * 11 + 3, 5);
+        assert_int_equal(iqdb_search(db, q, 10, &p, s->res[i], &s->nres[i], NULL), IQDB_OK);
+    }
 }
 
 static void assert_same(const snapshot *a, const snapshot *b, const char *op, long long n) {
@@ -123,6 +144,12 @@ static void assert_same(const snapshot *a, const snapshot *b, const char *op, lo
             fail();
         }
     }
+    for (int i = 0; i < 8; i++)
+        if (a->nres[i] != b->nres[i] ||
+            memcmp(a->res[i], b->res[i], a->nres[i] * sizeof(iqdb_hit))) {
+            print_error("%s N=%lld: search %d answers differently after a failed call\n", op, n, i);
+            fail();
+        }
     for (int i = 0; i < KEYS; i++) {
         if (a->kpresent[i] != b->kpresent[i] ||
             (a->kpresent[i] && (memcmp(a->kvec[i], b->kvec[i], sizeof a->kvec[i]) ||
@@ -162,6 +189,9 @@ static iqdb_meta *meta_of(uint64_t id, int version) {
 static iqdb *fresh_db(iqdb_metric metric) {
     iqdb_options o;
     iqdb_options_init(&o, DIM, metric);
+    o.index = KIND;
+    o.hnsw.m = 4;
+    o.hnsw.ef_construction = 16;
     o.allocator = AL;
     o.threads = 2;
     if (mode != MODE_FLAT && mode != MODE_CODES_ONLY) o.index = IQDB_INDEX_IVF;
@@ -212,11 +242,13 @@ typedef struct op_def {
     int (*run)(iqdb **db);
     /* checks the effect after a success */
     void (*verify)(iqdb *db);
+    int read_only;
 } op_def;
 
 static int op_open(iqdb **db) {
     iqdb_options o;
     iqdb_options_init(&o, DIM, IQDB_METRIC_COSINE);
+    o.index = KIND;
     o.allocator = AL;
     o.threads = 3;
     return iqdb_open(NULL, &o, db);
@@ -275,6 +307,28 @@ static void verify_upsert_batch(iqdb *db) {
     assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
     assert_vec(v, w);
 }
+
+/* A batch of 300 (new ids and replacements): the HNSW parallel build. */
+static int op_upsert_batch_big(iqdb **db) {
+    enum { NB = 300 };
+    iqdb_id *ids = malloc(NB * sizeof *ids);
+    float *v = malloc(NB * DIM * sizeof(float));
+    for (int i = 0; i < NB; i++) {
+        ids[i] = (iqdb_id)(i < 20 ? i * 2 : 100 + i);
+        vec_of(v + i * DIM, ids[i], 4);
+    }
+    int rc = iqdb_upsert_batch(*db, NB, ids, v, NULL);
+    free(ids);
+    free(v);
+    return rc;
+}
+static void verify_upsert_batch_big(iqdb *db) {
+    uint64_t n;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 40 + 12 + 280); /* 40 ids and 12 keyed records in the base */
+}
+
+static int op_optimize(iqdb **db) { return iqdb_optimize(*db); }
 
 static int op_delete(iqdb **db) {
     int existed;
@@ -480,7 +534,6 @@ static int op_search_batch(iqdb **db) { return do_search(*db, 0, 1); }
 static int op_search_batch_filtered(iqdb **db) { return do_search(*db, 1, 1); }
 
 static int op_check(iqdb **db) { return iqdb_check(*db); }
-static int op_optimize(iqdb **db) { return iqdb_optimize(*db); }
 static void verify_optimize(iqdb *db) {
     iqdb_stats st = {.struct_size = sizeof st};
     assert_int_equal(iqdb_stats_get(db, &st), IQDB_OK);
@@ -505,7 +558,7 @@ static void oom_loop(const op_def *op, int filtered_ref) {
             if (filtered_ref >= 0) reference_searches(filtered_ref);
             iqdb *db = op->run == op_open ? NULL : fresh_db(IQDB_METRIC_L2);
             snapshot before, after;
-            if (db) take_snapshot(db, &before);
+            if (db) take_snapshot(db, &before, !op->read_only);
             iqdbt_fail_after(&A, n, persistent);
             int rc = op->run(&db);
             int failed = atomic_load(&A.failed);
@@ -520,14 +573,18 @@ static void oom_loop(const op_def *op, int filtered_ref) {
                 if (op->run == op_open) {
                     assert_null(db);
                 } else {
-                    take_snapshot(db, &after);
+                    take_snapshot(db, &after, !op->read_only);
                     assert_same(&before, &after, op->name, n);
                 }
             } else if (op->verify) {
                 op->verify(db);
             }
             if (db) {
-                assert_int_equal(iqdb_check(db), IQDB_OK);
+                int crc = iqdb_check(db);
+                if (crc)
+                    print_error("%s N=%lld (rc %d): iqdb_check: %s\n", op->name, n, rc,
+                                iqdb_errmsg(db));
+                assert_int_equal(crc, IQDB_OK);
                 assert_int_equal(iqdb_close(db), IQDB_OK);
             }
             if (atomic_load(&A.live) != 0 || atomic_load(&A.bad_free)) {
@@ -544,61 +601,61 @@ static void oom_loop(const op_def *op, int filtered_ref) {
 
 static void test_oom_open(void **s) {
     (void)s;
-    op_def op = {"open", op_open, verify_open};
+    op_def op = {"open", op_open, verify_open, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_upsert_new(void **s) {
     (void)s;
-    op_def op = {"upsert new", op_upsert_new, verify_upsert_new};
+    op_def op = {"upsert new", op_upsert_new, verify_upsert_new, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_upsert_replace(void **s) {
     (void)s;
-    op_def op = {"upsert replace", op_upsert_replace, verify_upsert_replace};
+    op_def op = {"upsert replace", op_upsert_replace, verify_upsert_replace, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_upsert_batch(void **s) {
     (void)s;
-    op_def op = {"upsert_batch", op_upsert_batch, verify_upsert_batch};
+    op_def op = {"upsert_batch", op_upsert_batch, verify_upsert_batch, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_delete(void **s) {
     (void)s;
-    op_def op = {"delete", op_delete, verify_delete};
+    op_def op = {"delete", op_delete, verify_delete, 0};
     oom_loop(&op, -1);
 }
 static void test_oom_get(void **s) {
     (void)s;
-    op_def op = {"get", op_get, NULL};
+    op_def op = {"get", op_get, NULL, 1};
     oom_loop(&op, -1);
 }
 static void test_oom_search(void **s) {
     (void)s;
-    op_def a = {"search", op_search, NULL};
+    op_def a = {"search", op_search, NULL, 1};
     oom_loop(&a, 0);
-    op_def b = {"search filtered", op_search_filtered, NULL};
+    op_def b = {"search filtered", op_search_filtered, NULL, 1};
     oom_loop(&b, 1);
 }
 static void test_oom_search_batch(void **s) {
     (void)s;
-    op_def a = {"search_batch", op_search_batch, NULL};
+    op_def a = {"search_batch", op_search_batch, NULL, 1};
     oom_loop(&a, 0);
-    op_def b = {"search_batch filtered", op_search_batch_filtered, NULL};
+    op_def b = {"search_batch filtered", op_search_batch_filtered, NULL, 1};
     oom_loop(&b, 1);
 }
 /* The IVF databases: every write, search and optimize, each failure leaving them unchanged. */
 static void ivf_ops(void) {
-    op_def ops[] = {{"ivf upsert new", op_upsert_new, verify_upsert_new},
-                    {"ivf upsert replace", op_upsert_replace, verify_upsert_replace},
-                    {"ivf upsert_batch", op_upsert_batch, verify_upsert_batch},
-                    {"ivf delete", op_delete, verify_delete},
-                    {"ivf optimize", op_optimize, verify_optimize},
-                    {"ivf check", op_check, NULL}};
+    op_def ops[] = {{"ivf upsert new", op_upsert_new, verify_upsert_new, 0},
+                    {"ivf upsert replace", op_upsert_replace, verify_upsert_replace, 0},
+                    {"ivf upsert_batch", op_upsert_batch, verify_upsert_batch, 0},
+                    {"ivf delete", op_delete, verify_delete, 0},
+                    {"ivf optimize", op_optimize, verify_optimize, 0},
+                    {"ivf check", op_check, NULL, 0}};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
-    op_def s0 = {"ivf search", op_search, NULL},
-           s1 = {"ivf search filtered", op_search_filtered, NULL};
-    op_def b0 = {"ivf search_batch", op_search_batch, NULL},
-           b1 = {"ivf search_batch filtered", op_search_batch_filtered, NULL};
+    op_def s0 = {"ivf search", op_search, NULL, 0},
+           s1 = {"ivf search filtered", op_search_filtered, NULL, 0};
+    op_def b0 = {"ivf search_batch", op_search_batch, NULL, 0},
+           b1 = {"ivf search_batch filtered", op_search_batch_filtered, NULL, 0};
     oom_loop(&s0, 0);
     oom_loop(&s1, 1);
     oom_loop(&b0, 0);
@@ -651,32 +708,64 @@ static void test_oom_ivf_training_threshold(void **s) {
     (void)s;
     IVF_LEVEL_ONLY();
     mode = MODE_IVF_THRESHOLD; /* the batch brings 1020 rows to 1027: training runs after it */
-    op_def op = {"ivf batch over the threshold", op_upsert_batch, verify_upsert_batch};
+    op_def op = {"ivf batch over the threshold", op_upsert_batch, verify_upsert_batch, 0};
     oom_loop(&op, -1);
     mode = MODE_FLAT;
 }
 
 static void test_oom_keys(void **s) {
     (void)s;
-    op_def ops[] = {{"upsert_key new", op_upsert_key_new, verify_upsert_key_new},
-                    {"upsert_key replace", op_upsert_key_replace, verify_upsert_key_replace},
-                    {"upsert_batch_key", op_upsert_batch_key, verify_upsert_batch_key},
-                    {"delete_key", op_delete_key, verify_delete_key},
-                    {"get_key", op_get_key, NULL},
-                    {"search + hit_key", op_hit_key, NULL}};
+    op_def ops[] = {{"upsert_key new", op_upsert_key_new, verify_upsert_key_new, 0},
+                    {"upsert_key replace", op_upsert_key_replace, verify_upsert_key_replace, 0},
+                    {"upsert_batch_key", op_upsert_batch_key, verify_upsert_batch_key, 0},
+                    {"delete_key", op_delete_key, verify_delete_key, 0},
+                    {"get_key", op_get_key, NULL, 1},
+                    {"search + hit_key", op_hit_key, NULL, 1}};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
 }
 static void test_oom_check_stats_count(void **s) {
     (void)s;
-    op_def a = {"check", op_check, NULL};
+    op_def a = {"check", op_check, NULL, 1};
     oom_loop(&a, -1);
-    op_def b = {"stats", op_stats, NULL};
+    op_def b = {"stats", op_stats, NULL, 1};
     oom_loop(&b, -1);
-    op_def c = {"count", op_count, NULL};
+    op_def c = {"count", op_count, NULL, 1};
     oom_loop(&c, -1);
 }
 
 /* Free-standing objects: metadata and filters built through the failing allocator. */
+/* The same loops on an HNSW database. */
+static void test_oom_hnsw_writes(void **s) {
+    (void)s;
+    KIND = IQDB_INDEX_HNSW;
+    const op_def ops[] = {
+        {"hnsw open", op_open, verify_open, 0},
+        {"hnsw upsert new", op_upsert_new, verify_upsert_new, 0},
+        {"hnsw upsert replace", op_upsert_replace, verify_upsert_replace, 0},
+        {"hnsw upsert_batch", op_upsert_batch, verify_upsert_batch, 0},
+        {"hnsw upsert_batch 300", op_upsert_batch_big, verify_upsert_batch_big, 0},
+        {"hnsw delete (repair)", op_delete, verify_delete, 0},
+        {"hnsw optimize", op_optimize, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
+    KIND = IQDB_INDEX_FLAT;
+}
+static void test_oom_hnsw_reads(void **s) {
+    (void)s;
+    KIND = IQDB_INDEX_HNSW;
+    op_def a = {"hnsw search", op_search, NULL, 1};
+    oom_loop(&a, 0);
+    op_def b = {"hnsw search filtered", op_search_filtered, NULL, 1};
+    oom_loop(&b, 1);
+    op_def c = {"hnsw search_batch", op_search_batch, NULL, 1};
+    oom_loop(&c, 0);
+    op_def d = {"hnsw search_batch filtered", op_search_batch_filtered, NULL, 1};
+    oom_loop(&d, 1);
+    op_def e = {"hnsw check", op_check, NULL, 1};
+    oom_loop(&e, -1);
+    KIND = IQDB_INDEX_FLAT;
+}
+
 static void test_oom_meta_and_filters(void **s) {
     (void)s;
     for (int persistent = 0; persistent <= 1; persistent++) {
@@ -736,6 +825,7 @@ static iqdb_options durable_opts(iqdb_compression c) {
     iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
     o.allocator = AL;
     o.threads = 1;
+    o.index = KIND;
     o.compression = iqdb_compression_available(c) ? c : IQDB_COMPRESS_NONE;
     return o;
 }
@@ -835,7 +925,7 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
             snapshot before;
             if (which >= D_UPSERT) {
                 assert_int_equal(iqdb_open(dpath, &o, &db), IQDB_OK);
-                take_snapshot(db, &before);
+                take_snapshot(db, &before, 1);
             }
             iqdbt_fail_after(&A, n, persistent);
             int rc;
@@ -869,7 +959,7 @@ static void durable_loop(int which, iqdb_compression c, const char *name) {
             }
             if (rc != IQDB_OK && (which == D_UPSERT || which == D_UPSERT_KEY)) {
                 snapshot after;
-                take_snapshot(db, &after);
+                take_snapshot(db, &after, 1);
                 assert_same(&before, &after, name, n);
             }
             if (db) {
@@ -909,6 +999,17 @@ static void test_oom_durable(void **s) {
     durable_loop(D_UPSERT_KEY, IQDB_COMPRESS_NONE, "durable upsert_key");
     durable_loop(D_CHECKPOINT, IQDB_COMPRESS_ZSTD, "durable checkpoint (zstd)");
     durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close");
+    /* an HNSW database: loading the graph, replaying into it, logging an insert into it, and
+     * writing it at close (the searches compared after a failed upsert use a small ef, so the
+     * graph itself must be unchanged) */
+    const char *level = getenv("IQDB_SIMD"); /* once, not at every kernel level */
+    if (!level || !strcmp(level, "scalar")) {
+        KIND = IQDB_INDEX_HNSW;
+        durable_loop(D_RECOVER, IQDB_COMPRESS_NONE, "durable open (HNSW)");
+        durable_loop(D_UPSERT, IQDB_COMPRESS_NONE, "durable upsert (HNSW)");
+        durable_loop(D_CLOSE, IQDB_COMPRESS_NONE, "durable close (HNSW)");
+        KIND = IQDB_INDEX_FLAT;
+    }
     assert_int_equal(iqdbt_rmtree(ddir), 0);
 }
 
@@ -932,6 +1033,8 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_search_batch, setup),
         cmocka_unit_test_setup(test_oom_keys, setup),
         cmocka_unit_test_setup(test_oom_check_stats_count, setup),
+        cmocka_unit_test_setup(test_oom_hnsw_writes, setup),
+        cmocka_unit_test_setup(test_oom_hnsw_reads, setup),
         cmocka_unit_test_setup(test_oom_meta_and_filters, setup),
         cmocka_unit_test_setup(test_oom_ivf_untrained, setup),
         cmocka_unit_test_setup(test_oom_ivf_trained, setup),
