@@ -205,8 +205,40 @@ typedef enum iqdb_index_kind {
     IQDB_INDEX_DEFAULT = 0, /**< FLAT */
     IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
     IQDB_INDEX_HNSW = 2,    /**< approximate graph index (HNSW): see iqdb_options.hnsw */
-    IQDB_INDEX_IVF = 3      /**< inverted lists (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_IVF = 3      /**< inverted lists: rows are partitioned around trained centroids and
+                                 a search scans the lists nearest to the query (approximate) */
 } iqdb_index_kind;
+
+/**
+ * Vector quantization: compact codes kept beside the full-precision rows. A search scans codes
+ * to build a shortlist of k * oversample candidates, then re-ranks the shortlist against the
+ * full-precision rows, so reported distances are exact; recall depends on the oversample
+ * factor. Codes are trained with the index (see the IVF notes in iqdb_options).
+ * Memory: by default the codes are added to the full-precision vectors, which stay for
+ * re-ranking and iqdb_get — quantization then speeds search but costs memory. With
+ * IQDB_QUANT_CODES_ONLY the vectors are released once the codes are trained, and the codes
+ * are all that remains (see there). iqdb_stats reports each component.
+ */
+typedef enum iqdb_quant {
+    IQDB_QUANT_NONE = 0,   /**< no codes: full-precision scans */
+    IQDB_QUANT_SQ8 = 1,    /**< 8-bit scalar quantization: 1 byte per dimension */
+    IQDB_QUANT_BINARY = 2, /**< 1 bit per dimension (rounded up to 64-bit words) */
+    IQDB_QUANT_PQ = 3      /**< product quantization: quant.pq_m bytes per vector; with IVF it
+                                codes the residual from the list centroid */
+} iqdb_quant;
+
+/**
+ * quant.flags: IQDB_QUANT_CODES_ONLY keeps only the codes (SQ8 or BINARY). Until the first
+ * training the rows are stored in full; when the codes have been trained the full-precision
+ * vectors are released and never stored again. From then on iqdb_get returns the decoded
+ * vector (SQ8: every component within half a quantization step, per dimension (max - min) /
+ * 255 of the training rows; BINARY: one of two values per dimension), every reported distance
+ * is the metric between the query and the decoded vector, an exact search (params.exact) scans
+ * every code, and retraining (automatic or iqdb_optimize) clusters the decoded vectors and
+ * keeps the quantizer's parameters. PQ cannot be codes-only: its codes depend on the list
+ * centroids and could not follow a retraining.
+ */
+#define IQDB_QUANT_CODES_ONLY 1u
 
 /** SIMD levels for the distance kernels. */
 typedef enum iqdb_simd {
@@ -350,6 +382,7 @@ typedef int (*iqdb_progress_fn)(void *ud, iqdb_progress_op op, uint64_t done, ui
 #define IQDB_MAX_FILTER_DEPTH 64u      /**< deepest nesting of AND / OR / NOT in a filter */
 #define IQDB_MAX_FILTER_IN 1024u       /**< most values in one IN list */
 #define IQDB_MAX_ID_KEY_LEN 4096u      /**< longest byte key naming a record (iqdb_upsert_key) */
+#define IQDB_MAX_OVERSAMPLE 1024u      /**< largest re-ranking oversample factor */
 
 /**
  * Options for iqdb_open. Zero means "the default" for every field, so
@@ -387,11 +420,22 @@ typedef struct iqdb_options {
                                        build on one thread is reproducible for a given seed
                                        and insertion order */
     } hnsw;
-    /** IVF parameters (used when index = IQDB_INDEX_IVF). */
+    /**
+     * IVF parameters (used when index = IQDB_INDEX_IVF).
+     *
+     * Training: the index trains itself (k-means++ then Lloyd iterations on a sample, in the
+     * metric's own geometry: spherical k-means for cosine and dot, k-medians for L1 and
+     * Hamming) when the database first holds enough rows (1024, or 8 per list with a fixed
+     * n_lists), and trains again whenever the row count has grown 4x since the last training
+     * (the write that crosses the mark pays for it). Until then searches are exact scans —
+     * never an error. Between trainings new rows go to their nearest list. iqdb_optimize
+     * retrains on demand.
+     */
     struct {
-        uint32_t n_lists;      /**< number of lists; 0 = chosen from the data size */
-        uint32_t n_probes;     /**< lists scanned per query; default 8 */
-        uint32_t train_sample; /**< most vectors sampled for training; default 65536 */
+        uint32_t n_lists;      /**< number of lists, 0 .. 2^20; 0 = chosen from the data size at
+                                    each training (about 4 sqrt(rows)) */
+        uint32_t n_probes;     /**< lists scanned per query; default 8 (<= n_lists when set) */
+        uint32_t train_sample; /**< most vectors sampled for k-means; default 65536 */
         uint32_t reserved;     /**< must be 0 */
     } ivf;
     /* Durability: used when iqdb_open is given a path (see docs/guide.md, "Durability"). */
@@ -419,6 +463,18 @@ typedef struct iqdb_options {
     iqdb_log_level log_level;     /**< most verbose level passed on; default INFO */
     iqdb_progress_fn progress_fn; /**< NULL = no progress reports */
     void *progress_ud;            /**< passed to progress_fn */
+    /**
+     * Quantization (used with IQDB_INDEX_FLAT and IQDB_INDEX_IVF; HNSW: IQDB_UNSUPPORTED for
+     * now). A flat index with a quantizer scans every code and re-ranks a shortlist; it trains
+     * like IVF (above). Until trained, searches are exact.
+     */
+    struct {
+        iqdb_quant kind;     /**< default NONE */
+        uint32_t pq_m;       /**< PQ: subspaces = bytes per code, 1 .. dim; 0 = dim / 4 */
+        uint32_t oversample; /**< default shortlist factor, 1 .. IQDB_MAX_OVERSAMPLE; 0 = the
+                                  kind's default (SQ8 4, PQ 8, BINARY 16) */
+        uint32_t flags;      /**< 0 or IQDB_QUANT_CODES_ONLY */
+    } quant;
 } iqdb_options;
 
 /**
@@ -453,16 +509,19 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * On success *out is the new handle. On failure *out is NULL, nothing is left open or
  * allocated, and iqdb_errmsg(NULL) explains.
  * Returns IQDB_OK; IQDB_MISUSE (opts or out NULL, opts->struct_size smaller than the fields up
- * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd value,
- * threads > IQDB_MAX_THREADS, an HNSW or IVF parameter out of range, flags != 0, an allocator
- * with alloc set but free missing or the reverse, an unknown sync policy or compression, a
- * period or level out of range, an empty path, cache_entries > 1,048,576, an unknown cache
- * policy or log level, cache_reserved != 0); IQDB_UNSUPPORTED (a SIMD level this CPU cannot
- * run was forced by option or by IQDB_SIMD; an index kind not yet available (IVF); a compression
- * not compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
- * library does not know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no
- * database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an iqdb file, or a newer format
- * version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or structural check failed; a
+ * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd / quant
+ * value, threads > IQDB_MAX_THREADS, an HNSW, IVF or quant parameter out of range, flags or a
+ * reserved field != 0, an allocator with alloc set but free missing or the reverse, an unknown
+ * sync policy or compression, a period or level out of range, an empty path, cache_entries >
+ * 1,048,576, an unknown cache policy or log level, cache_reserved != 0); IQDB_UNSUPPORTED (a
+ * SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; a quantizer with the HNSW
+ * index, which cannot use one yet; IQDB_QUANT_CODES_ONLY with a path (codes-only databases are
+ * in memory only for now); a compression not compiled in, asked for or found in the file; a
+ * larger options struct with non-zero bytes this library does not know); IQDB_NOMEM; and for a
+ * path: IQDB_NOTFOUND (read_only and no database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an
+ * iqdb file, or a newer format version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or
+ * structural check failed — for IVF and quantized indexes also any inconsistent centroid, list,
+ * quantizer parameter or code; a
  * damaged WAL record that a later record proves had been synced is corruption, never skipped;
  * damage with no such proof is a torn tail from a crash and is cut off: docs/FORMAT.md, rule 4),
  * IQDB_IOERR_* (the extended code names the failed call).
@@ -787,7 +846,8 @@ IQDB_API int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const flo
                                const iqdb_meta *const *metas);
 
 /**
- * Reads the record `id`. `vec_out` (may be NULL) receives dim floats. `meta_out` (may be NULL)
+ * Reads the record `id`. `vec_out` (may be NULL) receives dim floats (with
+ * IQDB_QUANT_CODES_ONLY, once trained: the vector its code decodes to). `meta_out` (may be NULL)
  * receives a new metadata object owned by the caller (free it with iqdb_meta_destroy; it uses
  * the handle's allocator), or NULL when the record has no metadata.
  * Returns IQDB_OK; IQDB_NOTFOUND; IQDB_MISUSE; IQDB_NOMEM. On failure *meta_out is NULL.
@@ -884,7 +944,10 @@ typedef struct iqdb_search_params {
     uint32_t ef;               /**< HNSW candidate list size for this query (at least k is
                                     used): larger is slower and finds more of the true nearest
                                     records; 0 = the index's ef_search */
-    uint32_t n_probes;         /**< IVF lists to scan for this query; 0 = the index's */
+    uint32_t n_probes;         /**< IVF lists to scan for this query, 0 .. 2^20 (more than the
+                                    index has means all); 0 = the index's */
+    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes,
+                                    0 .. IQDB_MAX_OVERSAMPLE; 0 = the index's */
 } iqdb_search_params;
 
 /** Defaults (no filter, index search). Inline. Threads: none (on `p`). Since: 0.1. */
@@ -901,12 +964,22 @@ static inline void iqdb_search_params_init(iqdb_search_params *p) {
  */
 typedef enum iqdb_strategy {
     IQDB_STRATEGY_NONE = 0,          /**< nothing to search: k = 0 or no rows */
-    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row */
+    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row (also an untrained IVF or
+                                          quantized index, and params.exact) */
     IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
     IQDB_STRATEGY_HNSW = 3,          /**< HNSW graph search (approximate) */
-    IQDB_STRATEGY_HNSW_FILTERED = 4  /**< HNSW graph walk that returns only matching records:
+    IQDB_STRATEGY_HNSW_FILTERED = 4, /**< HNSW graph walk that returns only matching records:
                                           non-matching nodes are walked through, not returned
                                           (approximate) */
+    IQDB_STRATEGY_IVF = 5,           /**< scanned the nearest IVF lists (n_lists_scanned of
+                                          them: more than n_probes when the probed lists held
+                                          fewer than k rows) */
+    IQDB_STRATEGY_IVF_FILTERED = 6,  /**< as IVF, with the filter evaluated inside the lists;
+                                          more lists are scanned until k rows match or every
+                                          list has been scanned */
+    IQDB_STRATEGY_CODES = 7,         /**< flat index with a quantizer: every code scanned, the
+                                          shortlist re-ranked */
+    IQDB_STRATEGY_CODES_FILTERED = 8 /**< as CODES, over the rows matching the filter */
 } iqdb_strategy;
 
 /**
@@ -921,12 +994,14 @@ typedef struct iqdb_search_info {
                        finds fewer than k matches finishes with a sweep of the rows it did
                        not see) while the hits are approximate nearest neighbours */
     iqdb_strategy strategy;
-    uint64_t n_distances; /**< distance computations */
-    uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
-    uint64_t n_matched;   /**< examined rows that passed the filter */
-    uint32_t cache_hit;   /**< 1 when the result came from the result cache: the counters
-                               above are then 0 (nothing was computed) and complete / strategy
-                               are those of the search that filled the entry */
+    uint64_t n_distances;     /**< distance computations (codes and full-precision rows) */
+    uint64_t n_visited;       /**< rows (or nodes) examined, filtered or not */
+    uint64_t n_matched;       /**< examined rows that passed the filter */
+    uint32_t n_lists_scanned; /**< IVF lists scanned (0 for other strategies) */
+    uint32_t n_reranked;      /**< shortlisted candidates re-ranked at full precision */
+    uint32_t cache_hit;       /**< 1 when the result came from the result cache: the counters
+                                   above are then 0 (nothing was computed) and complete /
+                                   strategy are those of the search that filled the entry */
 } iqdb_search_info;
 
 /**
@@ -936,9 +1011,14 @@ typedef struct iqdb_search_info {
  * k larger than the database gives every matching record; no k-sized memory is allocated, so
  * k = SIZE_MAX with an array large enough for the database is fine. A filtered search returns
  * min(k, matching) hits. `p` and `info` may be NULL.
+ * With an IVF or quantized index the result is approximate (the k nearest among the rows the
+ * index examined), but every reported distance is exact and the hits are sorted as above; a
+ * filtered IVF search scans more lists until k rows match, so it too returns min(k, matching)
+ * hits.
  * Returns IQDB_OK; IQDB_MISUSE (db, query, n_hits NULL; hits NULL with k > 0; p or info with
- * struct_size 0); IQDB_INVALID (NaN / infinite query component); IQDB_NOMEM (only when the
- * first searches grow the scratch memory; steady-state searches do not allocate).
+ * struct_size 0); IQDB_INVALID (NaN / infinite query component; p->n_probes or p->oversample
+ * out of range); IQDB_NOMEM (only when the first searches grow the scratch memory; steady-state
+ * searches do not allocate).
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params *p,
@@ -998,7 +1078,8 @@ typedef struct iqdb_stats {
     uint64_t mem_vectors; /**< the vector arena */
     uint64_t mem_rows;    /**< ids, sequence numbers, norms, the id map */
     uint64_t mem_meta;    /**< metadata records and the key dictionary */
-    uint64_t mem_index;   /**< the index structures */
+    uint64_t mem_index;   /**< the index structures (IVF: centroids, lists, slot maps,
+                               quantizer parameters), codes excluded */
     uint64_t mem_scratch; /**< search scratch and worker state */
     /* Durability (0 for in-memory handles). */
     int durable;             /**< 1 for a handle opened with a path */
@@ -1029,6 +1110,13 @@ typedef struct iqdb_stats {
                                        (all in mem_total, no longer in mem_scratch), plus an
                                        estimate for the copies of filters, which go through the
                                        handle's allocator but are not counted in mem_total */
+    /* Since 0.1 (IVF and quantization). Bytes per vector of a component = mem_x / count. */
+    uint64_t mem_codes;    /**< quantized codes (not part of mem_index) */
+    iqdb_quant quant;      /**< the quantizer */
+    uint32_t code_bytes;   /**< bytes of one code (0 without a quantizer) */
+    uint32_t ivf_lists;    /**< IVF lists (0 while untrained or without IVF) */
+    uint32_t trained;      /**< 1 when the IVF / quantizer has been trained */
+    uint64_t trained_rows; /**< the row count at the last training */
 } iqdb_stats;
 
 /**
@@ -1042,9 +1130,11 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
  * metadata record decodes, the index passes its own check. For HNSW: every link names a live
  * record other than its owner, without duplicates, within the degree bounds and levels; the
  * entry point has the highest level; link counts agree; and every live record is reachable from
- * the entry point. For a durable handle it also reads the files back and verifies every
- * checksum: the snapshot's header, section table, every block and section, and every WAL record
- * up to the end of the log.
+ * the entry point. For IVF: every live row is in exactly one list and no dead row is in any,
+ * centroids and quantizer parameters are finite, every code equals a fresh encoding of its row.
+ * For a durable handle it also reads the files back and verifies every checksum: the
+ * snapshot's header, section table, every block and section, and every WAL record up to the end
+ * of the log.
  * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
  * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.
@@ -1203,16 +1293,24 @@ IQDB_API int iqdb_future_cancel(iqdb_future *f);
 IQDB_API void iqdb_future_release(iqdb_future *f);
 
 /**
- * Rebuilds the index structures from the records. For HNSW: a fresh graph built over the worker
- * threads in insertion order, as if the records had been inserted into an empty database (the
- * graph stays correct and searchable under deletes without it; optimize makes it as good as a
- * fresh build and releases memory of records deleted since the last growth). The flat index has
- * nothing to rebuild. All or nothing: on failure the database is unchanged. Nothing is logged
- * (the records do not change); on a durable handle the rebuilt graph reaches the file with the
- * next checkpoint (iqdb_checkpoint, an automatic one, or iqdb_close).
+ * Rebuilds the index structures from the records, for every index kind:
+ *  - FLAT without a quantizer: nothing to do.
+ *  - FLAT with a quantizer: retrains the quantizer on the current rows and re-encodes them.
+ *  - IVF: retrains the centroids (n_lists chosen again when the option is 0) and the quantizer,
+ *    and reassigns every row (a database with rows is trained even below the automatic
+ *    threshold; an empty one returns to the untrained state).
+ *  - HNSW: a fresh graph built over the worker threads in insertion order, as if the records
+ *    had been inserted into an empty database (the graph stays correct and searchable under
+ *    deletes without it; optimize makes it as good as a fresh build and releases memory of
+ *    records deleted since the last growth).
+ * All or nothing: the new structures are built before the old ones are released, so on failure
+ * (IQDB_NOMEM) the database is unchanged; until the call returns every other call waits.
+ * Nothing is logged (the records do not change); on a durable handle the rebuilt index is then
+ * checkpointed, so a reopen — also after a crash — loads it instead of rebuilding; if that
+ * checkpoint fails the call returns its error, the handle keeps the rebuilt index and the next
+ * checkpoint (or iqdb_close) stores it.
  * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY, IQDB_FATAL (a durable handle that
- * cannot write).
- * Threads: exclusive. Since: 0.1.
+ * cannot write); the codes of iqdb_checkpoint. Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_optimize(iqdb *db);
 

@@ -220,7 +220,11 @@ static iqdb__params params_of(const iqdb_options *o) {
                       o->hnsw.seed,
                       o->ivf.n_lists,
                       o->ivf.n_probes,
-                      o->ivf.train_sample};
+                      o->ivf.train_sample,
+                      o->quant.kind,
+                      o->quant.pq_m,
+                      o->quant.oversample,
+                      o->quant.flags};
     return p;
 }
 
@@ -254,6 +258,7 @@ static int checkpoint_locked(iqdb *db) {
                                     &stage, &bytes);
     iqdb__mutex_lock(&d->mu);
     if (stage >= IQDB__CKPT_SWITCHED) {
+        d->index_dirty = 0;
         /* The snapshot holds every applied write: waiters on a WAL fsync are covered by it. */
         d->generation = gen + 1;
         d->ckpt_lsn = d->last_lsn;
@@ -406,11 +411,17 @@ static int load_snapshot(iqdb *db) {
         o.ivf.n_lists = r.params.n_lists;
         o.ivf.n_probes = r.params.n_probes;
         o.ivf.train_sample = r.params.train_sample;
+        o.quant.kind = r.params.quant;
+        o.quant.pq_m = r.params.pq_m;
+        o.quant.oversample = r.params.oversample;
+        o.quant.flags = r.params.quant_flags;
         iqdb__index_kind kind;
         rc = iqdb__validate_index_options(&o);
         if (rc == IQDB_INVALID)
             rc = iqdb__fail(NULL, IQDB_CORRUPT_SNAPSHOT, "snapshot: bad index parameters");
-        if (rc == IQDB_OK) rc = iqdb__index_kind_from(o.index, &kind);
+        if (rc == IQDB_OK && (o.quant.flags & IQDB_QUANT_CODES_ONLY)) /* never written */
+            rc = iqdb__fail(NULL, IQDB_CORRUPT_SNAPSHOT, "snapshot: a codes-only quantizer");
+        if (rc == IQDB_OK) rc = iqdb__index_kind_from(&o, &kind);
         if (rc == IQDB_OK) {
             db->opts = o; /* the index reads its parameters from env.opts when created */
             rc = iqdb__index_create(kind, &db->env, &db->index);
@@ -436,7 +447,7 @@ static int create_database(iqdb *db) {
                           "%s is missing but its WAL holds records: refusing to start empty",
                           d->paths.snap);
     iqdb__index_kind kind;
-    IQDB_TRY(iqdb__index_kind_from(db->opts.index, &kind));
+    IQDB_TRY(iqdb__index_kind_from(&db->opts, &kind));
     IQDB_TRY(iqdb__index_create(kind, &db->env, &db->index));
     iqdb__snap_src src = {
         db->dim, db->metric, params_of(&db->opts), 1, 0, &db->keys, &db->store, db->index, &db->env,

@@ -72,8 +72,9 @@ int iqdb__read_slot(iqdb *db, uint32_t slot, float *vec_out, iqdb_meta **meta_ou
     } while (0)
 /* iqdb.c: validates the parameters an index kind takes (also for parameters read from a file). */
 int iqdb__validate_index_options(iqdb_options *o);
-/* iqdb.c: the internal kind of a public one, or IQDB_UNSUPPORTED. */
-int iqdb__index_kind_from(iqdb_index_kind k, iqdb__index_kind *out);
+/* iqdb.c: the internal kind for the options' index and quantizer (a flat index with a quantizer
+ * is the IVF module with one list), or IQDB_UNSUPPORTED / IQDB_INVALID. */
+int iqdb__index_kind_from(const iqdb_options *o, iqdb__index_kind *out);
 
 /* durable.c — each is a no-op (IQDB_OK) on an in-memory handle where that makes sense. */
 /* Opens or creates the files, loads the snapshot, creates the index, replays the WAL. */

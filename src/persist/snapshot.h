@@ -28,6 +28,8 @@ typedef struct iqdb__params {
     uint32_t m, ef_construction, ef_search, filter_widen;
     uint64_t seed;
     uint32_t n_lists, n_probes, train_sample;
+    iqdb_quant quant; /* quantizer: kind, PQ subspaces, oversample, flags */
+    uint32_t pq_m, oversample, quant_flags;
 } iqdb__params;
 
 /* Everything a snapshot is made of. */
