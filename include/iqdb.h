@@ -1046,8 +1046,10 @@ IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
  * the search and this call, it returns IQDB_NOTFOUND (and never another record's key — slots
  * are reused, but a handle also carries the version's unique insertion sequence number). To
  * read keys consistently with a search under concurrent writers, resolve them right after the
- * search and treat IQDB_NOTFOUND as "that result is gone". A hit is meaningful only for the
- * handle whose search produced it.
+ * search and treat IQDB_NOTFOUND as "that result is gone". With an IVF index, a write that
+ * triggers a training may renumber the rows, so a handle taken before it can also give
+ * IQDB_NOTFOUND afterwards although the record is still there (search again). A hit is
+ * meaningful only for the handle whose search produced it.
  * Returns IQDB_OK; IQDB_NOTFOUND (the version is gone); IQDB_INVALID (a u64 hit: reserved is
  * 0; or cap smaller than the key — then *key_len is the length needed and buf is untouched);
  * IQDB_MISUSE (db, hit or key_len NULL; buf NULL with cap > 0). On other failures *key_len is 0.
