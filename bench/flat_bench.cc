@@ -45,6 +45,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #endif
+#include "bench_util.h"
 #include "datasets.h"
 #include "iqdb.h"
 extern "C" {
@@ -55,42 +56,17 @@ extern "C" {
 #endif
 
 #ifdef IQDB_BENCH_HAVE_FAISS
-#include <dlfcn.h>
 #include <faiss/IndexFlat.h>
-#include <omp.h>
 #endif
 
 namespace {
+
+using namespace iqdb_bench;
 
 constexpr size_t kK = 10;
 constexpr size_t kGroup = 64; // rows per rows() call, as src/index/flat.c
 const char *const kFaissLabel = "Debian faiss 1.7.3 (generic build, BLAS batch)";
 const char *const kDefaultGt = "/work/shared/data/fashion-mnist-784-euclidean.gt100.ivecs";
-
-[[noreturn]] void die(const std::string &msg) {
-    std::fprintf(stderr, "iqdb-bench-flat: %s\n", msg.c_str());
-    std::exit(1);
-}
-
-double now() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-// One measured quantity: a value per rep.
-struct Series {
-    std::string key, label, unit;
-    std::vector<double> runs;
-    double median() const {
-        if (runs.empty()) return NAN;
-        std::vector<double> v = runs;
-        std::sort(v.begin(), v.end());
-        size_t n = v.size();
-        return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    }
-    double min() const { return runs.empty() ? NAN : *std::min_element(runs.begin(), runs.end()); }
-    double max() const { return runs.empty() ? NAN : *std::max_element(runs.begin(), runs.end()); }
-};
 
 struct Args {
     size_t queries = 10000;
@@ -116,14 +92,6 @@ void usage(const char *argv0) {
         "  --gt PATH                 ground truth .ivecs (default %s)\n"
         "environment: IQDB_SIMD=scalar|avx2|avx512 forces iqdb's kernel level\n",
         argv0, DS_FMNIST_DIR, kDefaultGt);
-}
-
-size_t parse_size(const char *opt, const char *v, size_t lo) {
-    char *end = nullptr;
-    errno = 0;
-    unsigned long long x = std::strtoull(v ? v : "", &end, 10);
-    if (!v || !*v || *end || errno || x < lo) die(std::string("bad value for ") + opt);
-    return static_cast<size_t>(x);
 }
 
 Args parse_args(int argc, char **argv) {
@@ -262,116 +230,10 @@ double bw_sum(const BwBuffer &b, unsigned nt) {
     return kBwPasses * static_cast<double>(words / 8 * 64) / t / 1e9;
 }
 
-// ---- recall -----------------------------------------------------------------------------------
-
-// Exact squared L2 of integer-valued vectors (the pixels are 0..255: every sum is exact in double).
-double exact_d2(const float *a, const float *b, size_t d) {
-    double s = 0;
-    for (size_t i = 0; i < d; i++) {
-        double t = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-        s += t * t;
-    }
-    return s;
-}
-
-struct RecallResult {
-    double by_id = 0, tie_aware = 0;
-    size_t bad_ids = 0; // hits outside 0..n_base-1
-};
-
-// ids[q * stride + j], j < n[q]: the hits of query q. gt: nq x gt_dim row numbers.
-RecallResult recall_at_k(const std::vector<int64_t> &ids, const std::vector<size_t> &n_hits,
-                         size_t stride, size_t nq, const int32_t *gt, size_t gt_dim,
-                         const float *base, size_t n_base, const float *qs, size_t d) {
-    RecallResult r;
-    size_t hit_id = 0, hit_tie = 0;
-    for (size_t q = 0; q < nq; q++) {
-        const int32_t *g = gt + q * gt_dim;
-        const float *qv = qs + q * d;
-        std::unordered_set<int64_t> truth(g, g + kK);
-        double d10 = exact_d2(qv, base + static_cast<size_t>(g[kK - 1]) * d, d);
-        for (size_t j = 0; j < std::min(n_hits[q], kK); j++) {
-            int64_t id = ids[q * stride + j];
-            if (id < 0 || static_cast<uint64_t>(id) >= n_base) {
-                r.bad_ids++;
-                continue;
-            }
-            if (truth.count(id)) {
-                hit_id++;
-                hit_tie++;
-            } else if (exact_d2(qv, base + static_cast<size_t>(id) * d, d) <= d10) {
-                hit_tie++;
-            }
-        }
-    }
-    r.by_id = static_cast<double>(hit_id) / static_cast<double>(nq * kK);
-    r.tie_aware = static_cast<double>(hit_tie) / static_cast<double>(nq * kK);
-    return r;
-}
-
-// ---- faiss ------------------------------------------------------------------------------------
-
-#ifdef IQDB_BENCH_HAVE_FAISS
-// OpenBLAS runs its own thread pool (Debian's libblas is openblas-pthread): set it too. Looked up
-// at run time so any BLAS works.
-void set_faiss_threads(int n) {
-    omp_set_num_threads(n);
-    using setter = void (*)(int);
-    static setter set_blas =
-        reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    if (set_blas) set_blas(n);
-}
-
-// "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Zen MAX_THREADS=64" or "" when the BLAS is not OpenBLAS.
-std::string blas_config() {
-    using getter = const char *(*)();
-    getter get = reinterpret_cast<getter>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
-    const char *c = get ? get() : nullptr;
-    return c ? c : "";
-}
-#endif
-
-// Thread-related environment that changes faiss' (OpenMP + OpenBLAS) behaviour.
-std::string thread_env() {
-    std::string o;
-    for (const char *v :
-         {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS"}) {
-        const char *x = std::getenv(v);
-        if (x) o += (o.empty() ? "" : " ") + std::string(v) + "=" + x;
-    }
-    return o;
-}
-
-// ---- output -----------------------------------------------------------------------------------
-
-std::string json_num(double x) {
-    if (!std::isfinite(x)) return "null";
-    char b[64];
-    std::snprintf(b, sizeof b, "%.6g", x);
-    return b;
-}
-
-std::string json_series(const Series &s) {
-    std::string o = "{\"label\": \"" + s.label + "\", \"unit\": \"" + s.unit +
-                    "\", \"median\": " + json_num(s.median()) + ", \"min\": " + json_num(s.min()) +
-                    ", \"max\": " + json_num(s.max()) + ", \"runs\": [";
-    for (size_t i = 0; i < s.runs.size(); i++) o += (i ? ", " : "") + json_num(s.runs[i]);
-    return o + "]}";
-}
-
-std::string json_str(const std::string &s) {
-    std::string o = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') o += '\\';
-        if (static_cast<unsigned char>(c) < 0x20) continue;
-        o += c;
-    }
-    return o + "\"";
-}
-
 } // namespace
 
 int main(int argc, char **argv) {
+    prog_name() = "iqdb-bench-flat";
     Args args = parse_args(argc, argv);
 #ifndef IQDB_BENCH_HAVE_FAISS
     const bool faiss_built = false;

@@ -133,7 +133,9 @@ enum iqdb_status {
                                 reopened (reads keep working) */
     IQDB_UNSUPPORTED = 15, /**< the feature was not compiled in, or not available on this CPU /
                                 platform */
-    IQDB_INTERRUPTED = 16  /**< the call was cancelled */
+    IQDB_INTERRUPTED = 16  /**< the call was cancelled: by iqdb_interrupt, by a progress
+                                callback returning non-zero, or (async) by iqdb_future_cancel;
+                                the database is unchanged */
 };
 
 /** The primary code of a possibly extended status. */
@@ -203,8 +205,40 @@ typedef enum iqdb_index_kind {
     IQDB_INDEX_DEFAULT = 0, /**< FLAT */
     IQDB_INDEX_FLAT = 1,    /**< exact scan over every row; always correct */
     IQDB_INDEX_HNSW = 2,    /**< approximate graph index (HNSW): see iqdb_options.hnsw */
-    IQDB_INDEX_IVF = 3      /**< inverted lists (not yet available: IQDB_UNSUPPORTED) */
+    IQDB_INDEX_IVF = 3      /**< inverted lists: rows are partitioned around trained centroids and
+                                 a search scans the lists nearest to the query (approximate) */
 } iqdb_index_kind;
+
+/**
+ * Vector quantization: compact codes kept beside the full-precision rows. A search scans codes
+ * to build a shortlist of k * oversample candidates, then re-ranks the shortlist against the
+ * full-precision rows, so reported distances are exact; recall depends on the oversample
+ * factor. Codes are trained with the index (see the IVF notes in iqdb_options).
+ * Memory: by default the codes are added to the full-precision vectors, which stay for
+ * re-ranking and iqdb_get — quantization then speeds search but costs memory. With
+ * IQDB_QUANT_CODES_ONLY the vectors are released once the codes are trained, and the codes
+ * are all that remains (see there). iqdb_stats reports each component.
+ */
+typedef enum iqdb_quant {
+    IQDB_QUANT_NONE = 0,   /**< no codes: full-precision scans */
+    IQDB_QUANT_SQ8 = 1,    /**< 8-bit scalar quantization: 1 byte per dimension */
+    IQDB_QUANT_BINARY = 2, /**< 1 bit per dimension (rounded up to 64-bit words) */
+    IQDB_QUANT_PQ = 3      /**< product quantization: quant.pq_m bytes per vector; with IVF it
+                                codes the residual from the list centroid */
+} iqdb_quant;
+
+/**
+ * quant.flags: IQDB_QUANT_CODES_ONLY keeps only the codes (SQ8 or BINARY). Until the first
+ * training the rows are stored in full; when the codes have been trained the full-precision
+ * vectors are released and never stored again. From then on iqdb_get returns the decoded
+ * vector (SQ8: every component within half a quantization step, per dimension (max - min) /
+ * 255 of the training rows; BINARY: one of two values per dimension), every reported distance
+ * is the metric between the query and the decoded vector, an exact search (params.exact) scans
+ * every code, and retraining (automatic or iqdb_optimize) clusters the decoded vectors and
+ * keeps the quantizer's parameters. PQ cannot be codes-only: its codes depend on the list
+ * centroids and could not follow a retraining.
+ */
+#define IQDB_QUANT_CODES_ONLY 1u
 
 /** SIMD levels for the distance kernels. */
 typedef enum iqdb_simd {
@@ -281,6 +315,61 @@ typedef struct iqdb_allocator {
 } iqdb_allocator;
 
 /* ============================================================================================ */
+/* Result cache, logging, progress (types used by the options)                                  */
+/* ============================================================================================ */
+
+/**
+ * Eviction policies of the result cache (docs/guide.md, "Result cache").
+ *  LRU   evicts the result used least recently.
+ *  LFU   evicts the result used least often (ties: the least recently used of them).
+ *  FIFO  evicts the result cached first; hits do not refresh it.
+ *  ARC   adaptive replacement (Megiddo and Modha): balances recency and frequency with two
+ *        lists and two "ghost" lists of recently evicted keys (ghosts hold only a hash).
+ */
+typedef enum iqdb_cache_policy {
+    IQDB_CACHE_DEFAULT = 0, /**< LRU */
+    IQDB_CACHE_LRU = 1,
+    IQDB_CACHE_LFU = 2,
+    IQDB_CACHE_FIFO = 3,
+    IQDB_CACHE_ARC = 4
+} iqdb_cache_policy;
+
+/** Log levels: a message is passed to the log callback when its level <= options.log_level. */
+typedef enum iqdb_log_level {
+    IQDB_LOG_DEFAULT = 0, /**< INFO */
+    IQDB_LOG_ERROR = 1,   /**< a failure the caller may not see as a return code (a failed
+                               background fsync or automatic checkpoint) */
+    IQDB_LOG_WARN = 2,    /**< something was refused or cut short (a torn WAL tail) */
+    IQDB_LOG_INFO = 3,    /**< open, recovery, checkpoints, interrupts */
+    IQDB_LOG_DEBUG = 4    /**< configuration details */
+} iqdb_log_level;
+
+/**
+ * A log callback: `msg` is a NUL-terminated line without a newline, valid during the call only.
+ * Called on whichever thread does the work (possibly several at once; possibly with the handle's
+ * lock held): it must be thread-safe, must be quick, and must not call iqdb on the same handle.
+ */
+typedef void (*iqdb_log_fn)(void *ud, iqdb_log_level level, const char *msg);
+
+/** What a progress callback reports on. Append-only. */
+typedef enum iqdb_progress_op {
+    IQDB_PROGRESS_CHECKPOINT = 1,   /**< writing a snapshot: units are bytes (total estimated) */
+    IQDB_PROGRESS_IMPORT = 2,       /**< iqdb_upsert_batch: units are records */
+    IQDB_PROGRESS_SEARCH_BATCH = 3, /**< iqdb_search_batch: units are queries */
+    IQDB_PROGRESS_BUILD = 4,        /**< building or rebuilding an index (optimize): index
+                                         kinds that build report here */
+    IQDB_PROGRESS_OPTIMIZE = 5      /**< iqdb_optimize, where it has work to do */
+} iqdb_progress_op;
+
+/**
+ * A progress callback, called from long calls every so often (at least once per MiB of snapshot,
+ * per 1024 imported records, per 2048 batch queries) with done <= total. Returning non-zero
+ * cancels the call: it returns IQDB_INTERRUPTED and the database is exactly as before it.
+ * Same thread rules as iqdb_log_fn.
+ */
+typedef int (*iqdb_progress_fn)(void *ud, iqdb_progress_op op, uint64_t done, uint64_t total);
+
+/* ============================================================================================ */
 /* Options                                                                                      */
 /* ============================================================================================ */
 
@@ -293,6 +382,7 @@ typedef struct iqdb_allocator {
 #define IQDB_MAX_FILTER_DEPTH 64u      /**< deepest nesting of AND / OR / NOT in a filter */
 #define IQDB_MAX_FILTER_IN 1024u       /**< most values in one IN list */
 #define IQDB_MAX_ID_KEY_LEN 4096u      /**< longest byte key naming a record (iqdb_upsert_key) */
+#define IQDB_MAX_OVERSAMPLE 1024u      /**< largest re-ranking oversample factor */
 
 /**
  * Options for iqdb_open. Zero means "the default" for every field, so
@@ -330,11 +420,22 @@ typedef struct iqdb_options {
                                        build on one thread is reproducible for a given seed
                                        and insertion order */
     } hnsw;
-    /** IVF parameters (used when index = IQDB_INDEX_IVF). */
+    /**
+     * IVF parameters (used when index = IQDB_INDEX_IVF).
+     *
+     * Training: the index trains itself (k-means++ then Lloyd iterations on a sample, in the
+     * metric's own geometry: spherical k-means for cosine and dot, k-medians for L1 and
+     * Hamming) when the database first holds enough rows (1024, or 8 per list with a fixed
+     * n_lists), and trains again whenever the row count has grown 4x since the last training
+     * (the write that crosses the mark pays for it). Until then searches are exact scans —
+     * never an error. Between trainings new rows go to their nearest list. iqdb_optimize
+     * retrains on demand.
+     */
     struct {
-        uint32_t n_lists;      /**< number of lists; 0 = chosen from the data size */
-        uint32_t n_probes;     /**< lists scanned per query; default 8 */
-        uint32_t train_sample; /**< most vectors sampled for training; default 65536 */
+        uint32_t n_lists;      /**< number of lists, 0 .. 2^20; 0 = chosen from the data size at
+                                    each training (about 4 sqrt(rows)) */
+        uint32_t n_probes;     /**< lists scanned per query; default 8 (<= n_lists when set) */
+        uint32_t train_sample; /**< most vectors sampled for k-means; default 65536 */
         uint32_t reserved;     /**< must be 0 */
     } ivf;
     /* Durability: used when iqdb_open is given a path (see docs/guide.md, "Durability"). */
@@ -349,6 +450,31 @@ typedef struct iqdb_options {
     uint32_t read_only;           /**< non-zero: open an existing database for reading only:
                                        no lock, no file is changed, writes get IQDB_READONLY */
     uint32_t durability_reserved; /**< must be 0 */
+    /* Result cache (docs/guide.md, "Result cache"). Off unless cache_entries > 0. */
+    uint32_t cache_entries;         /**< most cached results, 1 .. 1,048,576; 0 = no cache */
+    iqdb_cache_policy cache_policy; /**< eviction policy; default LRU */
+    uint64_t cache_bytes;           /**< most bytes the cached results may hold (queries, hits,
+                                         filters, bookkeeping); 0 = no byte limit */
+    uint32_t cache_ttl_ms;          /**< a result older than this is recomputed; 0 = never */
+    uint32_t cache_reserved;        /**< must be 0 */
+    /* Observability (docs/guide.md, "Observability"). */
+    iqdb_log_fn log_fn;           /**< NULL = silent (the default) */
+    void *log_ud;                 /**< passed to log_fn */
+    iqdb_log_level log_level;     /**< most verbose level passed on; default INFO */
+    iqdb_progress_fn progress_fn; /**< NULL = no progress reports */
+    void *progress_ud;            /**< passed to progress_fn */
+    /**
+     * Quantization (used with IQDB_INDEX_FLAT and IQDB_INDEX_IVF; HNSW: IQDB_UNSUPPORTED for
+     * now). A flat index with a quantizer scans every code and re-ranks a shortlist; it trains
+     * like IVF (above). Until trained, searches are exact.
+     */
+    struct {
+        iqdb_quant kind;     /**< default NONE */
+        uint32_t pq_m;       /**< PQ: subspaces = bytes per code, 1 .. dim; 0 = dim / 4 */
+        uint32_t oversample; /**< default shortlist factor, 1 .. IQDB_MAX_OVERSAMPLE; 0 = the
+                                  kind's default (SQ8 4, PQ 8, BINARY 16) */
+        uint32_t flags;      /**< 0 or IQDB_QUANT_CODES_ONLY */
+    } quant;
 } iqdb_options;
 
 /**
@@ -383,15 +509,19 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * On success *out is the new handle. On failure *out is NULL, nothing is left open or
  * allocated, and iqdb_errmsg(NULL) explains.
  * Returns IQDB_OK; IQDB_MISUSE (opts or out NULL, opts->struct_size smaller than the fields up
- * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd value,
- * threads > IQDB_MAX_THREADS, an HNSW or IVF parameter out of range, flags != 0, an allocator
- * with alloc set but free missing or the reverse, an unknown sync policy or compression, a
- * period or level out of range, an empty path); IQDB_UNSUPPORTED (a SIMD level this CPU cannot
- * run was forced by option or by IQDB_SIMD; an index kind not yet available (IVF); a compression
- * not compiled in, asked for or found in the file; a larger options struct with non-zero bytes this
- * library does not know); IQDB_NOMEM; and for a path: IQDB_NOTFOUND (read_only and no
- * database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an iqdb file, or a newer format
- * version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or structural check failed; a
+ * to `metric`); IQDB_INVALID (dim 0 or > IQDB_MAX_DIM, unknown metric / index / simd / quant
+ * value, threads > IQDB_MAX_THREADS, an HNSW, IVF or quant parameter out of range, flags or a
+ * reserved field != 0, an allocator with alloc set but free missing or the reverse, an unknown
+ * sync policy or compression, a period or level out of range, an empty path, cache_entries >
+ * 1,048,576, an unknown cache policy or log level, cache_reserved != 0); IQDB_UNSUPPORTED (a
+ * SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; a quantizer with the HNSW
+ * index, which cannot use one yet; IQDB_QUANT_CODES_ONLY with a path (codes-only databases are
+ * in memory only for now); a compression not compiled in, asked for or found in the file; a
+ * larger options struct with non-zero bytes this library does not know); IQDB_NOMEM; and for a
+ * path: IQDB_NOTFOUND (read_only and no database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an
+ * iqdb file, or a newer format version), IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (a checksum or
+ * structural check failed — for IVF and quantized indexes also any inconsistent centroid, list,
+ * quantizer parameter or code; a
  * damaged WAL record that a later record proves had been synced is corruption, never skipped;
  * damage with no such proof is a torn tail from a crash and is cut off: docs/FORMAT.md, rule 4),
  * IQDB_IOERR_* (the extended code names the failed call).
@@ -407,7 +537,8 @@ IQDB_API int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out);
  * holds every acknowledged write and the next open replays it). NULL is a no-op returning
  * IQDB_OK.
  * Returns IQDB_OK; IQDB_FATAL (the handle had failed an fsync: nothing more was written);
- * IQDB_IOERR_* or IQDB_NOMEM from the checkpoint.
+ * IQDB_IOERR_* or IQDB_NOMEM from the checkpoint; IQDB_INTERRUPTED (the progress callback
+ * stopped the final checkpoint: the WAL still holds every write and the next open replays it).
  * Threads: none — no other call on `db` may run during or after it. Since: 0.1.
  */
 IQDB_API int iqdb_close(iqdb *db);
@@ -419,7 +550,9 @@ IQDB_API int iqdb_close(iqdb *db);
  * handle usable; a failed fsync of the directory makes the handle fatal (IQDB_FATAL for later
  * writes). Checkpoints also run automatically when the WAL passes options.checkpoint_bytes, and
  * at iqdb_close. An in-memory handle has nothing to do and returns IQDB_OK.
- * Returns IQDB_OK; IQDB_MISUSE; IQDB_READONLY; IQDB_FATAL; IQDB_NOMEM; IQDB_IOERR_*.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_READONLY; IQDB_FATAL; IQDB_NOMEM; IQDB_IOERR_*;
+ * IQDB_INTERRUPTED (options.progress_fn or iqdb_interrupt stopped it: the temp file is removed
+ * and the old snapshot and the WAL stay in charge, as if it had not run).
  * Threads: exclusive for writers, shared for searches. Since: 0.1.
  */
 IQDB_API int iqdb_checkpoint(iqdb *db);
@@ -704,14 +837,17 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * batch (256 records or more) is linked into the graph by all worker threads at once.
  * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
  * would pass 1 GiB is refused with IQDB_INVALID.
- * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg.
+ * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg;
+ * IQDB_INTERRUPTED (a batch of 1024 records or more stopped by options.progress_fn or
+ * iqdb_interrupt: nothing of it was applied or logged).
  * Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
                                const iqdb_meta *const *metas);
 
 /**
- * Reads the record `id`. `vec_out` (may be NULL) receives dim floats. `meta_out` (may be NULL)
+ * Reads the record `id`. `vec_out` (may be NULL) receives dim floats (with
+ * IQDB_QUANT_CODES_ONLY, once trained: the vector its code decodes to). `meta_out` (may be NULL)
  * receives a new metadata object owned by the caller (free it with iqdb_meta_destroy; it uses
  * the handle's allocator), or NULL when the record has no metadata.
  * Returns IQDB_OK; IQDB_NOTFOUND; IQDB_MISUSE; IQDB_NOMEM. On failure *meta_out is NULL.
@@ -808,7 +944,10 @@ typedef struct iqdb_search_params {
     uint32_t ef;               /**< HNSW candidate list size for this query (at least k is
                                     used): larger is slower and finds more of the true nearest
                                     records; 0 = the index's ef_search */
-    uint32_t n_probes;         /**< IVF lists to scan for this query; 0 = the index's */
+    uint32_t n_probes;         /**< IVF lists to scan for this query, 0 .. 2^20 (more than the
+                                    index has means all); 0 = the index's */
+    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes,
+                                    0 .. IQDB_MAX_OVERSAMPLE; 0 = the index's */
 } iqdb_search_params;
 
 /** Defaults (no filter, index search). Inline. Threads: none (on `p`). Since: 0.1. */
@@ -825,12 +964,22 @@ static inline void iqdb_search_params_init(iqdb_search_params *p) {
  */
 typedef enum iqdb_strategy {
     IQDB_STRATEGY_NONE = 0,          /**< nothing to search: k = 0 or no rows */
-    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row */
+    IQDB_STRATEGY_SCAN = 1,          /**< exact scan over every row (also an untrained IVF or
+                                          quantized index, and params.exact) */
     IQDB_STRATEGY_SCAN_FILTERED = 2, /**< exact scan over the rows matching the filter */
     IQDB_STRATEGY_HNSW = 3,          /**< HNSW graph search (approximate) */
-    IQDB_STRATEGY_HNSW_FILTERED = 4  /**< HNSW graph walk that returns only matching records:
+    IQDB_STRATEGY_HNSW_FILTERED = 4, /**< HNSW graph walk that returns only matching records:
                                           non-matching nodes are walked through, not returned
                                           (approximate) */
+    IQDB_STRATEGY_IVF = 5,           /**< scanned the nearest IVF lists (n_lists_scanned of
+                                          them: more than n_probes when the probed lists held
+                                          fewer than k rows) */
+    IQDB_STRATEGY_IVF_FILTERED = 6,  /**< as IVF, with the filter evaluated inside the lists;
+                                          more lists are scanned until k rows match or every
+                                          list has been scanned */
+    IQDB_STRATEGY_CODES = 7,         /**< flat index with a quantizer: every code scanned, the
+                                          shortlist re-ranked */
+    IQDB_STRATEGY_CODES_FILTERED = 8 /**< as CODES, over the rows matching the filter */
 } iqdb_strategy;
 
 /**
@@ -845,9 +994,14 @@ typedef struct iqdb_search_info {
                        finds fewer than k matches finishes with a sweep of the rows it did
                        not see) while the hits are approximate nearest neighbours */
     iqdb_strategy strategy;
-    uint64_t n_distances; /**< distance computations */
-    uint64_t n_visited;   /**< rows (or nodes) examined, filtered or not */
-    uint64_t n_matched;   /**< examined rows that passed the filter */
+    uint64_t n_distances;     /**< distance computations (codes and full-precision rows) */
+    uint64_t n_visited;       /**< rows (or nodes) examined, filtered or not */
+    uint64_t n_matched;       /**< examined rows that passed the filter */
+    uint32_t n_lists_scanned; /**< IVF lists scanned (0 for other strategies) */
+    uint32_t n_reranked;      /**< shortlisted candidates re-ranked at full precision */
+    uint32_t cache_hit;       /**< 1 when the result came from the result cache: the counters
+                                   above are then 0 (nothing was computed) and complete /
+                                   strategy are those of the search that filled the entry */
 } iqdb_search_info;
 
 /**
@@ -857,9 +1011,14 @@ typedef struct iqdb_search_info {
  * k larger than the database gives every matching record; no k-sized memory is allocated, so
  * k = SIZE_MAX with an array large enough for the database is fine. A filtered search returns
  * min(k, matching) hits. `p` and `info` may be NULL.
+ * With an IVF or quantized index the result is approximate (the k nearest among the rows the
+ * index examined), but every reported distance is exact and the hits are sorted as above; a
+ * filtered IVF search scans more lists until k rows match, so it too returns min(k, matching)
+ * hits.
  * Returns IQDB_OK; IQDB_MISUSE (db, query, n_hits NULL; hits NULL with k > 0; p or info with
- * struct_size 0); IQDB_INVALID (NaN / infinite query component); IQDB_NOMEM (only when the
- * first searches grow the scratch memory; steady-state searches do not allocate).
+ * struct_size 0); IQDB_INVALID (NaN / infinite query component; p->n_probes or p->oversample
+ * out of range); IQDB_NOMEM (only when the first searches grow the scratch memory; steady-state
+ * searches do not allocate).
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params *p,
@@ -870,7 +1029,8 @@ IQDB_API int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_sear
  * go to `hits + i * k` and their number to n_hits[i]. The results equal n calls of iqdb_search
  * on the same database state (a batch sees one consistent state). n = 0 is a no-op.
  * Returns as iqdb_search; IQDB_INVALID also when n * k overflows or a query is invalid (the
- * message names which); on failure every n_hits[i] is 0.
+ * message names which); IQDB_INTERRUPTED (options.progress_fn or iqdb_interrupt, checked every
+ * 2048 queries); on failure every n_hits[i] is 0.
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
@@ -886,8 +1046,10 @@ IQDB_API int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k,
  * the search and this call, it returns IQDB_NOTFOUND (and never another record's key — slots
  * are reused, but a handle also carries the version's unique insertion sequence number). To
  * read keys consistently with a search under concurrent writers, resolve them right after the
- * search and treat IQDB_NOTFOUND as "that result is gone". A hit is meaningful only for the
- * handle whose search produced it.
+ * search and treat IQDB_NOTFOUND as "that result is gone". With an IVF index, a write that
+ * triggers a training may renumber the rows, so a handle taken before it can also give
+ * IQDB_NOTFOUND afterwards although the record is still there (search again). A hit is
+ * meaningful only for the handle whose search produced it.
  * Returns IQDB_OK; IQDB_NOTFOUND (the version is gone); IQDB_INVALID (a u64 hit: reserved is
  * 0; or cap smaller than the key — then *key_len is the length needed and buf is untouched);
  * IQDB_MISUSE (db, hit or key_len NULL; buf NULL with cap > 0). On other failures *key_len is 0.
@@ -918,7 +1080,8 @@ typedef struct iqdb_stats {
     uint64_t mem_vectors; /**< the vector arena */
     uint64_t mem_rows;    /**< ids, sequence numbers, norms, the id map */
     uint64_t mem_meta;    /**< metadata records and the key dictionary */
-    uint64_t mem_index;   /**< the index structures */
+    uint64_t mem_index;   /**< the index structures (IVF: centroids, lists, slot maps,
+                               quantizer parameters), codes excluded */
     uint64_t mem_scratch; /**< search scratch and worker state */
     /* Durability (0 for in-memory handles). */
     int durable;             /**< 1 for a handle opened with a path */
@@ -935,6 +1098,27 @@ typedef struct iqdb_stats {
     /* Byte keys. */
     uint64_t keyed;    /**< records named by a byte key (count - keyed are named by u64 ids) */
     uint64_t mem_keys; /**< the key column, the key map and the keys: 0 until a key is stored */
+    /* Result cache (all 0 when options.cache_entries is 0). */
+    uint64_t cache_hits;          /**< searches answered from the cache */
+    uint64_t cache_misses;        /**< searches that looked and computed */
+    uint64_t cache_evictions;     /**< entries removed for room (entries or bytes) or age */
+    uint64_t cache_invalidations; /**< entries removed because a write could change them (or
+                                       iqdb_cache_clear) */
+    uint64_t cache_len;           /**< entries now */
+    uint64_t cache_capacity;      /**< options.cache_entries */
+    uint64_t cache_bytes;         /**< bytes the entries hold now */
+    uint64_t cache_max_bytes;     /**< options.cache_bytes (0: no byte limit) */
+    uint64_t mem_cache;           /**< the cache's memory: entries, hash table, ARC ghosts
+                                       (all in mem_total, no longer in mem_scratch), plus an
+                                       estimate for the copies of filters, which go through the
+                                       handle's allocator but are not counted in mem_total */
+    /* Since 0.1 (IVF and quantization). Bytes per vector of a component = mem_x / count. */
+    uint64_t mem_codes;    /**< quantized codes (not part of mem_index) */
+    iqdb_quant quant;      /**< the quantizer */
+    uint32_t code_bytes;   /**< bytes of one code (0 without a quantizer) */
+    uint32_t ivf_lists;    /**< IVF lists (0 while untrained or without IVF) */
+    uint32_t trained;      /**< 1 when the IVF / quantizer has been trained */
+    uint64_t trained_rows; /**< the row count at the last training */
 } iqdb_stats;
 
 /**
@@ -948,26 +1132,187 @@ IQDB_API int iqdb_stats_get(iqdb *db, iqdb_stats *s);
  * metadata record decodes, the index passes its own check. For HNSW: every link names a live
  * record other than its owner, without duplicates, within the degree bounds and levels; the
  * entry point has the highest level; link counts agree; and every live record is reachable from
- * the entry point. For a durable handle it also reads the files back and verifies every
- * checksum: the snapshot's header, section table, every block and section, and every WAL record
- * up to the end of the log.
+ * the entry point. For IVF: every live row is in exactly one list and no dead row is in any,
+ * centroids and quantizer parameters are finite, every code equals a fresh encoding of its row.
+ * For a durable handle it also reads the files back and verifies every checksum: the
+ * snapshot's header, section table, every block and section, and every WAL record up to the end
+ * of the log.
  * Returns IQDB_OK or IQDB_CORRUPT / IQDB_CORRUPT_SNAPSHOT / IQDB_CORRUPT_WAL (iqdb_errmsg says
  * what failed); IQDB_MISUSE; IQDB_NOMEM; IQDB_IOERR_* (reading the files failed).
  * Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_check(iqdb *db);
 
+/* ============================================================================================ */
+/* Result cache and interrupts                                                                  */
+/* ============================================================================================ */
+
 /**
- * Rebuilds the index structures from the records. For HNSW: a fresh graph built over the worker
- * threads in insertion order, as if the records had been inserted into an empty database (the
- * graph stays correct and searchable under deletes without it; optimize makes it as good as a
- * fresh build and releases memory of records deleted since the last growth). The flat index has
- * nothing to rebuild. All or nothing: on failure the database is unchanged. Nothing is logged
- * (the records do not change); on a durable handle the rebuilt graph reaches the file with the
- * next checkpoint (iqdb_checkpoint, an automatic one, or iqdb_close).
+ * The result cache (options.cache_entries > 0) remembers whole search results, keyed on the
+ * exact bits of the query, k, a canonical form of the filter, and every search parameter (ef,
+ * n_probes, exact). A cached result is always identical to what the search would return now:
+ *  - exact results (the FLAT index, or params.exact) are invalidated precisely: a write evicts
+ *    only the entries it could change — the entry holds a deleted or replaced id, or a new
+ *    record version matching the entry's filter is strictly nearer to the entry's query than
+ *    its k-th hit (a tie loses: the new version is the latest insert), or could enter an entry
+ *    holding fewer than k hits. A write far from every cached query evicts nothing.
+ *  - approximate results (HNSW, IVF without exact) are evicted by every write: a graph or list
+ *    change can alter an approximate answer without meeting the rules above.
+ * A write pays for this with one distance per (cached exact entry, written record); a batch of
+ * more than 64 records that writes more than half of the database's rows empties the cache
+ * instead (checking would cost more than recomputing every entry).
+ * iqdb_search and iqdb_search_batch use the cache: a batch looks each query up and runs only the
+ * misses (as one smaller batch); on the flat index it caches their results (an approximate
+ * index's batch does not report per-query strategies, so its results are not cached).
+ * iqdb_search_info.cache_hit says when a result came from it; iqdb_stats has its counters.
+ * With a cache, a search whose result is cached allocates its entry (through the handle's
+ * allocator); a failed allocation only means the result is not cached.
+ */
+
+/**
+ * Empties the result cache (counted as invalidations). A no-op without a cache.
+ * Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_cache_clear(iqdb *db);
+
+/**
+ * Asks every long call running on `db` right now — iqdb_search_batch, iqdb_upsert_batch,
+ * iqdb_checkpoint (also the one inside iqdb_close), and index builds — to stop; each returns
+ * IQDB_INTERRUPTED at its next check (at least once per MiB, 1024 records or 2048 queries) and
+ * leaves the database as it was. Calls that start after iqdb_interrupt returns are not affected;
+ * a call that finishes before its next check succeeds. Single searches and single writes are
+ * too short to check. Safe to call from any thread, including a progress or log callback.
+ * Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_interrupt(iqdb *db);
+
+/* ============================================================================================ */
+/* Async calls                                                                                  */
+/* ============================================================================================ */
+
+/**
+ * An executor runs iqdb calls on its own worker threads. Each iqdb_async_<call> submits the
+ * synchronous iqdb_<call> and returns at once; completion is reported through a callback, a
+ * future one can wait on (with a timeout), or both.
+ *
+ * Ownership. Every input is copied at submission — vectors, ids, metadata objects, filters (in
+ * the search parameters), the path and the options — so the caller may free or reuse them as
+ * soon as the submit returns. Outputs (hits, n_hits, info, vec_out, meta_out, existed, the
+ * iqdb ** of open) are the caller's memory, written by the worker: they must stay valid until
+ * the call completes (its future is done, or its callback was called) — or a cancel succeeded.
+ *
+ * Order. Calls start in submission order; with more than one thread they may run at once and
+ * finish in any order (the handle's own locking applies: writes exclude everything, searches
+ * share). An executor with one thread runs them one after another. To order two calls, wait
+ * for the first. iqdb_async_close waits for the calls on that handle that are running; calls
+ * submitted for a handle after its close are misuse.
+ *
+ * Callbacks run on the worker thread after the call returned and before its future turns done
+ * (so a waiter never sees "done" before the callback finished), or on the cancelling thread for
+ * a cancelled call (rc IQDB_INTERRUPTED). A callback must not wait for another future of the
+ * same executor when the executor has one thread.
+ */
+typedef struct iqdb_async iqdb_async;
+/** A submitted call. Opaque; released with iqdb_future_release. */
+typedef struct iqdb_future iqdb_future;
+/** Completion callback: `rc` is the call's return code. */
+typedef void (*iqdb_async_fn)(void *ud, iqdb_future *f, int rc);
+
+/**
+ * Creates an executor with `threads` workers (0 = the number of online CPUs, at most
+ * IQDB_MAX_THREADS). Its memory (and that of every call's copies) goes through `alloc` (NULL =
+ * libc). Returns IQDB_OK; IQDB_MISUSE (out NULL); IQDB_INVALID (threads too large, a half-set
+ * allocator); IQDB_NOMEM. Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_async_create(const iqdb_allocator *alloc, uint32_t threads, iqdb_async **out);
+
+/**
+ * Cancels every queued call (each completes with IQDB_INTERRUPTED, callbacks run), waits for
+ * the running ones, joins the workers and releases the executor. Futures stay valid: they can
+ * still be waited on and must still be released. NULL is a no-op.
+ * Threads: none (no submit on `a` may run during or after it). Since: 0.1.
+ */
+IQDB_API void iqdb_async_destroy(iqdb_async *a);
+
+/*
+ * The submits. Each takes the synchronous call's arguments (same meaning, same codes when the
+ * call runs), then `cb` and `ud` (cb may be NULL) and `fut` (may be NULL: no future; then cb is
+ * the only way to learn the outcome). A submit returns IQDB_OK (the call is queued; *fut set);
+ * IQDB_MISUSE (a NULL executor, a NULL handle or required argument, a destroyed executor);
+ * IQDB_NOMEM (copying the inputs failed); or an argument error the synchronous call would give
+ * before touching the database (IQDB_INVALID for a NaN vector, for example) — in each case
+ * nothing was queued, cb is not called and *fut is NULL.
+ * Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_async_open(iqdb_async *a, const char *path, const iqdb_options *opts, iqdb **out,
+                             iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_close(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                              iqdb_future **fut);
+IQDB_API int iqdb_async_upsert(iqdb_async *a, iqdb *db, iqdb_id id, const float *vec,
+                               const iqdb_meta *meta, iqdb_async_fn cb, void *ud,
+                               iqdb_future **fut);
+IQDB_API int iqdb_async_upsert_batch(iqdb_async *a, iqdb *db, size_t n, const iqdb_id *ids,
+                                     const float *vecs, const iqdb_meta *const *metas,
+                                     iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_get(iqdb_async *a, iqdb *db, iqdb_id id, float *vec_out,
+                            iqdb_meta **meta_out, iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_delete(iqdb_async *a, iqdb *db, iqdb_id id, int *existed, iqdb_async_fn cb,
+                               void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_count(iqdb_async *a, iqdb *db, uint64_t *n, iqdb_async_fn cb, void *ud,
+                              iqdb_future **fut);
+IQDB_API int iqdb_async_search(iqdb_async *a, iqdb *db, const float *query, size_t k,
+                               const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits,
+                               iqdb_search_info *info, iqdb_async_fn cb, void *ud,
+                               iqdb_future **fut);
+IQDB_API int iqdb_async_search_batch(iqdb_async *a, iqdb *db, const float *qs, size_t n, size_t k,
+                                     const iqdb_search_params *p, iqdb_hit *hits, size_t *n_hits,
+                                     iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_checkpoint(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                                   iqdb_future **fut);
+IQDB_API int iqdb_async_check(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                              iqdb_future **fut);
+
+/**
+ * Waits until the call is done, at most `timeout_ms` milliseconds (0: just look; UINT32_MAX:
+ * no limit). Returns IQDB_OK when it is done (then *rc, which may be NULL, is the call's return
+ * code) or IQDB_BUSY on timeout; IQDB_MISUSE (f NULL). Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_future_wait(iqdb_future *f, uint32_t timeout_ms, int *rc);
+
+/**
+ * Cancels a call that has not started: it completes with IQDB_INTERRUPTED (its callback runs
+ * now, on this thread) and never touches the database. Returns IQDB_OK when cancelled;
+ * IQDB_BUSY when it is running or done already (use iqdb_interrupt to stop a running long
+ * call); IQDB_MISUSE (f NULL). Threads: shared. Since: 0.1.
+ */
+IQDB_API int iqdb_future_cancel(iqdb_future *f);
+
+/**
+ * Drops the caller's reference. A call still queued or running goes on (its outputs must stay
+ * valid until it completes: cancel and wait first if they are about to go away). NULL is a
+ * no-op. Threads: none (on `f`). Since: 0.1.
+ */
+IQDB_API void iqdb_future_release(iqdb_future *f);
+
+/**
+ * Rebuilds the index structures from the records, for every index kind:
+ *  - FLAT without a quantizer: nothing to do.
+ *  - FLAT with a quantizer: retrains the quantizer on the current rows and re-encodes them.
+ *  - IVF: retrains the centroids (n_lists chosen again when the option is 0) and the quantizer,
+ *    and reassigns every row (a database with rows is trained even below the automatic
+ *    threshold; an empty one returns to the untrained state).
+ *  - HNSW: a fresh graph built over the worker threads in insertion order, as if the records
+ *    had been inserted into an empty database (the graph stays correct and searchable under
+ *    deletes without it; optimize makes it as good as a fresh build and releases memory of
+ *    records deleted since the last growth).
+ * All or nothing: the new structures are built before the old ones are released, so on failure
+ * (IQDB_NOMEM) the database is unchanged; until the call returns every other call waits.
+ * Nothing is logged (the records do not change); on a durable handle the rebuilt index is then
+ * checkpointed, so a reopen — also after a crash — loads it instead of rebuilding; if that
+ * checkpoint fails the call returns its error, the handle keeps the rebuilt index and the next
+ * checkpoint (or iqdb_close) stores it.
  * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY, IQDB_FATAL (a durable handle that
- * cannot write).
- * Threads: exclusive. Since: 0.1.
+ * cannot write); the codes of iqdb_checkpoint. Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_optimize(iqdb *db);
 

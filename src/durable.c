@@ -96,11 +96,14 @@ static int wait_durable(iqdb *db, uint64_t lsn) {
             lead_sync(d);
     }
     iqdb__mutex_unlock(&d->mu);
-    if (rc)
+    if (rc) {
+        iqdb__log(db, IQDB_LOG_ERROR, "fsync of the WAL failed (errno %d): the handle is fatal",
+                  d->fatal_errno);
         return iqdb__fail(db, rc,
                           "fsync of the WAL failed (errno %d): this write may or may not survive "
                           "a reopen, and the handle now refuses writes",
                           d->fatal_errno);
+    }
     return IQDB_OK;
 }
 
@@ -217,9 +220,15 @@ static iqdb__params params_of(const iqdb_options *o) {
                       o->hnsw.seed,
                       o->ivf.n_lists,
                       o->ivf.n_probes,
-                      o->ivf.train_sample};
+                      o->ivf.train_sample,
+                      o->quant.kind,
+                      o->quant.pq_m,
+                      o->quant.oversample,
+                      o->quant.flags};
     return p;
 }
+
+static int ckpt_progress(void *ud, uint64_t done) { return iqdb__long_check(ud, done) != IQDB_OK; }
 
 /* With ckpt_mu and the read lock held: writers are excluded, searches go on. */
 static int checkpoint_locked(iqdb *db) {
@@ -233,13 +242,23 @@ static int checkpoint_locked(iqdb *db) {
         return IQDB_OK; /* nothing new */
     iqdb__snap_src src = {db->dim,    db->metric,  params_of(&db->opts),
                           gen + 1,    d->last_lsn, &db->keys,
-                          &db->store, db->index,   &db->env};
+                          &db->store, db->index,   &db->env,
+                          NULL,       NULL};
+    /* progress in raw bytes against an estimate of the rows' size */
+    iqdb__long lc;
+    iqdb__long_begin(db, &lc, IQDB_PROGRESS_CHECKPOINT,
+                     iqdb__store_mem_vectors(&db->store) + iqdb__store_mem_rows(&db->store) +
+                         iqdb__store_mem_meta(&db->store) + iqdb__index_mem(db->index));
+    src.progress = ckpt_progress;
+    src.progress_ud = &lc;
+    uint64_t t0 = iqdb__now_ns();
     iqdb__ckpt_stage stage;
     uint64_t bytes = 0;
     int rc = iqdb__checkpoint_files(d->io, &d->paths, &src, d->codec, d->level, &db->mem, &d->wal,
                                     &stage, &bytes);
     iqdb__mutex_lock(&d->mu);
     if (stage >= IQDB__CKPT_SWITCHED) {
+        d->index_dirty = 0;
         /* The snapshot holds every applied write: waiters on a WAL fsync are covered by it. */
         d->generation = gen + 1;
         d->ckpt_lsn = d->last_lsn;
@@ -256,6 +275,13 @@ static int checkpoint_locked(iqdb *db) {
     }
     iqdb__cond_broadcast(&d->cv);
     iqdb__mutex_unlock(&d->mu);
+    if (rc == IQDB_OK)
+        iqdb__log(db, IQDB_LOG_INFO, "checkpoint: generation %llu, LSN %llu, %llu bytes, %.1f ms",
+                  (unsigned long long)(gen + 1), (unsigned long long)d->last_lsn,
+                  (unsigned long long)bytes, (double)(iqdb__now_ns() - t0) / 1e6);
+    else if (rc != IQDB_INTERRUPTED)
+        iqdb__log(db, IQDB_LOG_ERROR, "checkpoint failed: %s (%s)", iqdb_errstr(rc),
+                  iqdb_errmsg(NULL));
     return rc;
 }
 
@@ -385,11 +411,17 @@ static int load_snapshot(iqdb *db) {
         o.ivf.n_lists = r.params.n_lists;
         o.ivf.n_probes = r.params.n_probes;
         o.ivf.train_sample = r.params.train_sample;
+        o.quant.kind = r.params.quant;
+        o.quant.pq_m = r.params.pq_m;
+        o.quant.oversample = r.params.oversample;
+        o.quant.flags = r.params.quant_flags;
         iqdb__index_kind kind;
         rc = iqdb__validate_index_options(&o);
         if (rc == IQDB_INVALID)
             rc = iqdb__fail(NULL, IQDB_CORRUPT_SNAPSHOT, "snapshot: bad index parameters");
-        if (rc == IQDB_OK) rc = iqdb__index_kind_from(o.index, &kind);
+        if (rc == IQDB_OK && (o.quant.flags & IQDB_QUANT_CODES_ONLY)) /* never written */
+            rc = iqdb__fail(NULL, IQDB_CORRUPT_SNAPSHOT, "snapshot: a codes-only quantizer");
+        if (rc == IQDB_OK) rc = iqdb__index_kind_from(&o, &kind);
         if (rc == IQDB_OK) {
             db->opts = o; /* the index reads its parameters from env.opts when created */
             rc = iqdb__index_create(kind, &db->env, &db->index);
@@ -415,10 +447,11 @@ static int create_database(iqdb *db) {
                           "%s is missing but its WAL holds records: refusing to start empty",
                           d->paths.snap);
     iqdb__index_kind kind;
-    IQDB_TRY(iqdb__index_kind_from(db->opts.index, &kind));
+    IQDB_TRY(iqdb__index_kind_from(&db->opts, &kind));
     IQDB_TRY(iqdb__index_create(kind, &db->env, &db->index));
-    iqdb__snap_src src = {db->dim,   db->metric, params_of(&db->opts), 1, 0, &db->keys, &db->store,
-                          db->index, &db->env};
+    iqdb__snap_src src = {
+        db->dim, db->metric, params_of(&db->opts), 1, 0, &db->keys, &db->store, db->index, &db->env,
+        NULL,    NULL};
     iqdb__ckpt_stage stage;
     uint64_t bytes;
     IQDB_TRY(iqdb__checkpoint_files(d->io, &d->paths, &src, d->codec, d->level, &db->mem, &d->wal,
@@ -473,6 +506,12 @@ static int recover(iqdb *db) {
         rc = iqdb__fail(NULL, rc, "a WAL record is malformed");
     if (rc == IQDB_NOMEM) rc = iqdb__nomem(NULL);
     IQDB_TRY(rc);
+    if (rec.truncated)
+        iqdb__log(db, IQDB_LOG_WARN, "%s: a torn tail (an interrupted last write) was cut off",
+                  d->paths.wal);
+    if (rec.records)
+        iqdb__log(db, IQDB_LOG_INFO, "%s: replayed %llu records", d->paths.wal,
+                  (unsigned long long)rec.records);
     d->last_lsn = rec.last_lsn;
     d->keys_logged = (uint32_t)db->keys.n;
     if (!d->read_only) {

@@ -11,6 +11,7 @@
 #ifndef IQDB_HANDLE_H
 #define IQDB_HANDLE_H
 
+#include "cache.h"
 #include "dist/dist.h"
 #include "index/index.h"
 #include "index/metric.h"
@@ -18,6 +19,7 @@
 #include "internal.h"
 #include "meta/filter.h"
 #include "meta/meta.h"
+#include "observe.h"
 #include "os/thread.h"
 #include "pool.h"
 #include "store/store.h"
@@ -41,7 +43,9 @@ struct iqdb {
     iqdb__pool *pool;
     iqdb__index *index;
     iqdb__env env;
-    iqdb__dur *dur; /* NULL for an in-memory handle */
+    iqdb__dur *dur;              /* NULL for an in-memory handle */
+    iqdb__cache *cache;          /* NULL without a result cache (cache.h) */
+    _Atomic uint64_t interrupts; /* iqdb_interrupt calls so far (observe.h) */
 };
 
 /* iqdb.c: applies n upserts under the write lock (the protocol at the top of iqdb.c); `log`
@@ -68,8 +72,9 @@ int iqdb__read_slot(iqdb *db, uint32_t slot, float *vec_out, iqdb_meta **meta_ou
     } while (0)
 /* iqdb.c: validates the parameters an index kind takes (also for parameters read from a file). */
 int iqdb__validate_index_options(iqdb_options *o);
-/* iqdb.c: the internal kind of a public one, or IQDB_UNSUPPORTED. */
-int iqdb__index_kind_from(iqdb_index_kind k, iqdb__index_kind *out);
+/* iqdb.c: the internal kind for the options' index and quantizer (a flat index with a quantizer
+ * is the IVF module with one list), or IQDB_UNSUPPORTED / IQDB_INVALID. */
+int iqdb__index_kind_from(const iqdb_options *o, iqdb__index_kind *out);
 
 /* durable.c — each is a no-op (IQDB_OK) on an in-memory handle where that makes sense. */
 /* Opens or creates the files, loads the snapshot, creates the index, replays the WAL. */

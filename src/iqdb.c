@@ -22,6 +22,9 @@
 #include "persist/format.h"
 #include "store/keys.h"
 
+iqdb__index *iqdb__db_index(iqdb *db) { return db->index; }
+const iqdb__env *iqdb__db_env(iqdb *db) { return &db->env; }
+
 const char *iqdb_version(void) { return IQDB_VERSION_STRING; }
 uint32_t iqdb_version_number(void) { return IQDB_VERSION_NUMBER; }
 
@@ -86,6 +89,9 @@ static int validate_options(iqdb_options *o) {
     if (o->flags) return iqdb__fail(NULL, IQDB_INVALID, "flags must be 0");
     IQDB_TRY(iqdb__mem_check(&o->allocator));
     IQDB_TRY(validate_durability(o));
+    IQDB_TRY(iqdb__cache_validate(o));
+    if ((unsigned)o->log_level > IQDB_LOG_DEBUG)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown log level %d", (int)o->log_level);
     return iqdb__validate_index_options(o);
 }
 
@@ -126,19 +132,40 @@ int iqdb__validate_index_options(iqdb_options *o) {
         return iqdb__fail(NULL, IQDB_INVALID, "ivf.n_probes %u exceeds %u", o->ivf.n_probes,
                           1u << 20);
     if (o->ivf.reserved) return iqdb__fail(NULL, IQDB_INVALID, "ivf.reserved must be 0");
+    /* quantizer (also validated whatever the index) */
+    if ((unsigned)o->quant.kind > IQDB_QUANT_PQ)
+        return iqdb__fail(NULL, IQDB_INVALID, "unknown quant.kind %d", (int)o->quant.kind);
+    if (o->quant.pq_m > o->dim)
+        return iqdb__fail(NULL, IQDB_INVALID, "quant.pq_m %u exceeds dim %u", o->quant.pq_m,
+                          o->dim);
+    if (o->quant.oversample > IQDB_MAX_OVERSAMPLE)
+        return iqdb__fail(NULL, IQDB_INVALID, "quant.oversample %u exceeds %u", o->quant.oversample,
+                          IQDB_MAX_OVERSAMPLE);
+    if (o->quant.flags & ~IQDB_QUANT_CODES_ONLY)
+        return iqdb__fail(NULL, IQDB_INVALID, "quant.flags 0x%x has unknown bits", o->quant.flags);
+    if ((o->quant.flags & IQDB_QUANT_CODES_ONLY) && o->quant.kind != IQDB_QUANT_SQ8 &&
+        o->quant.kind != IQDB_QUANT_BINARY)
+        return iqdb__fail(NULL, IQDB_INVALID,
+                          "IQDB_QUANT_CODES_ONLY needs an SQ8 or BINARY quantizer");
     iqdb__index_kind kind;
-    return iqdb__index_kind_from(o->index, &kind);
+    return iqdb__index_kind_from(o, &kind);
 }
 
-int iqdb__index_kind_from(iqdb_index_kind k, iqdb__index_kind *out) {
-    switch (k) {
+int iqdb__index_kind_from(const iqdb_options *o, iqdb__index_kind *out) {
+    switch (o->index) {
     case IQDB_INDEX_DEFAULT:
-    case IQDB_INDEX_FLAT: *out = IQDB__INDEX_FLAT; return IQDB_OK;
-    case IQDB_INDEX_HNSW: *out = IQDB__INDEX_HNSW; return IQDB_OK;
-    case IQDB_INDEX_IVF:
-        return iqdb__fail(NULL, IQDB_UNSUPPORTED, "the IVF index is not available in this version");
+    case IQDB_INDEX_FLAT: /* with a quantizer: the IVF module with one list */
+        *out = o->quant.kind != IQDB_QUANT_NONE ? IQDB__INDEX_IVF : IQDB__INDEX_FLAT;
+        return IQDB_OK;
+    case IQDB_INDEX_IVF: *out = IQDB__INDEX_IVF; return IQDB_OK;
+    case IQDB_INDEX_HNSW:
+        if (o->quant.kind != IQDB_QUANT_NONE)
+            return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                              "quantization with the HNSW index is not available in this version");
+        *out = IQDB__INDEX_HNSW;
+        return IQDB_OK;
     }
-    return iqdb__fail(NULL, IQDB_INVALID, "unknown index kind %d", (int)k);
+    return iqdb__fail(NULL, IQDB_INVALID, "unknown index kind %d", (int)o->index);
 }
 
 int iqdb_compression_available(iqdb_compression c) {
@@ -168,6 +195,7 @@ static int choose_kernels(const iqdb_options *o, const iqdb__kernels **out) {
 /* ============================================================================================ */
 
 static void teardown(iqdb *db) {
+    iqdb__cache_destroy(db->cache);
     iqdb__index_destroy(db->index);
     iqdb__pool_destroy(db->pool);
     iqdb__scratch_pool_destroy(&db->scratch);
@@ -187,6 +215,9 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     const iqdb__kernels *kern = NULL;
     IQDB_TRY(choose_kernels(&o, &kern));
     if (path && !*path) return iqdb__fail(NULL, IQDB_INVALID, "iqdb_open: the path is empty");
+    if (path && (o.quant.flags & IQDB_QUANT_CODES_ONLY))
+        return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                          "iqdb_open: IQDB_QUANT_CODES_ONLY databases are in memory only");
     if (!path && o.read_only)
         return iqdb__fail(NULL, IQDB_INVALID, "iqdb_open: read_only needs a path");
 
@@ -228,9 +259,10 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
         iqdb__index_kind kind = IQDB__INDEX_FLAT;
         if (path)
             rc = iqdb__dur_open(db, path); /* the index kind comes from the file */
-        else if ((rc = iqdb__index_kind_from(db->opts.index, &kind)) == IQDB_OK)
+        else if ((rc = iqdb__index_kind_from(&db->opts, &kind)) == IQDB_OK)
             rc = iqdb__index_create(kind, &db->env, &db->index);
     }
+    if (rc == IQDB_OK) rc = iqdb__cache_create(&db->mem, &db->opts, db->dim, &db->cache);
     if (rc) {
         iqdb__dur_close(db, 0);
         teardown(db);
@@ -239,6 +271,9 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
     }
     db->magic = IQDB_MAGIC;
     *out = db;
+    iqdb__log(db, IQDB_LOG_INFO, "opened %s: %llu records, dim %u, %s", path ? path : "(memory)",
+              (unsigned long long)db->store.count, db->dim,
+              db->cache ? "result cache on" : "no result cache");
     return IQDB_OK;
 }
 
@@ -275,6 +310,16 @@ static int check_vector(const iqdb *db, const float *v, const char *what, size_t
                       index, bad);
 }
 
+/* A codes-only quantized index: once its codes are trained, the store drops the full-precision
+ * vectors (the codes are the rows from then on). Out of memory for the store's one-row staging
+ * area leaves the vectors in place until the next write tries again. */
+static void settle_codes_only(iqdb *db) {
+    if (!(db->opts.quant.flags & IQDB_QUANT_CODES_ONLY) || db->store.no_vectors) return;
+    iqdb__index_desc d;
+    iqdb__index_describe(db->index, &d);
+    if (d.trained) (void)iqdb__store_drop_vectors(&db->store);
+}
+
 /* Removes the first `n` slots phase A added (in reverse, so the free list is as it was). */
 static void undo_phase_a(iqdb *db, const uint32_t *slots, size_t n) {
     for (size_t j = n; j-- > 0;) {
@@ -305,8 +350,16 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
                                 IQDB__MAX_SLOTS)
                    : iqdb__nomem(db);
     }
-    /* phase A */
+    /* phase A (a long live batch reports progress and can be interrupted here) */
+    iqdb__long lc;
+    int watch = log && n >= 1024;
+    if (watch) iqdb__long_begin(db, &lc, IQDB_PROGRESS_IMPORT, n);
     for (size_t i = 0; i < n; i++) {
+        if (watch && (i % 1024 == 1023 || i + 1 == n) && (rc = iqdb__long_check(&lc, i)) != 0) {
+            undo_phase_a(db, slots, i);
+            for (size_t j = i; j < n; j++) iqdb__free(&db->mem, blobs[j], blob_len[j]);
+            return rc;
+        }
         slots[i] = iqdb__store_add(st, keys ? 0 : ids[i], vecs + i * db->dim, sqn[i], blobs[i],
                                    blob_len[i]);
         blobs[i] = NULL;
@@ -332,7 +385,7 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
             return rc == IQDB_NOMEM ? iqdb__nomem(db) : rc;
         }
     }
-    rc = iqdb__index_insert_batch(db->index, &db->env, slots, n);
+    rc = iqdb__index_insert_batch(db->index, &db->env, slots, n, vecs);
     if (rc) { /* all or nothing: the index holds none of the slots */
         for (size_t j = n; j-- > 0;) iqdb__store_remove(st, slots[j]);
         return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
@@ -343,7 +396,10 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
         undo_phase_a(db, slots, n);
         return rc;
     }
-    /* phase B: cannot fail */
+    /* phase B: cannot fail. The result cache learns which versions went (by the id their hits
+     * carry: iqdb__cache_hit_id); without memory for the list it forgets everything. */
+    iqdb_id *gone = db->cache ? iqdb__alloc(&db->mem, n * sizeof *gone) : NULL;
+    size_t n_gone = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t old;
         if (keys) {
@@ -353,10 +409,28 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
             iqdb__idmap_put(&st->map, ids[i], slots[i]);
         }
         if (old != IQDB__NO_SLOT) {
+            if (gone) gone[n_gone++] = iqdb__cache_hit_id(st, old);
             iqdb__index_remove(db->index, &db->env, old);
             iqdb__store_remove(st, old);
         }
     }
+    if (gone) {
+        iqdb__cache_on_write(db->cache, &db->env, &db->keys, gone, n_gone, slots, n);
+        iqdb__free(&db->mem, gone, n * sizeof *gone);
+    } else {
+        iqdb__cache_clear(db->cache);
+    }
+    /* the write is done; the index may now reorganise (IVF training), which never fails. A
+     * training renumbers the rows (list by list) and retrains the codes: cached hits then name
+     * stale slots, so the cache is emptied. */
+    iqdb__index_desc d0, d1;
+    iqdb__index_describe(db->index, &d0);
+    iqdb__index_maintain(db->index, &db->env);
+    iqdb__index_reorder_store(db->index, &db->env, &db->store);
+    settle_codes_only(db);
+    iqdb__index_describe(db->index, &d1);
+    if (d0.trained != d1.trained || d0.trained_rows != d1.trained_rows || d0.lists != d1.lists)
+        iqdb__cache_clear(db->cache);
     return IQDB_OK;
 }
 
@@ -455,23 +529,13 @@ int iqdb_delete(iqdb *db, iqdb_id id, int *existed) {
         iqdb__idmap_remove(&db->store.map, id);
         iqdb__index_remove(db->index, &db->env, slot);
         iqdb__store_remove(&db->store, slot);
+        iqdb__cache_on_write(db->cache, &db->env, &db->keys, &id, 1, NULL, 0);
     }
     iqdb__rwlock_wrunlock(&db->lock);
     if (rc) return iqdb__fail_retag(db, rc);
     if (lsn) rc = iqdb__dur_after_write(db, lsn);
     if (rc == IQDB_OK && existed) *existed = slot != IQDB__NO_SLOT;
     return rc;
-}
-
-int iqdb_optimize(iqdb *db) {
-    CHECK_DB(db);
-    iqdb__rwlock_wrlock(&db->lock);
-    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
-    if (rc == IQDB_OK) rc = iqdb__index_optimize(db->index, &db->env);
-    if (rc == IQDB_OK) iqdb__dur_index_changed(db);
-    iqdb__rwlock_wrunlock(&db->lock);
-    if (rc) return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
-    return IQDB_OK;
 }
 
 /* ============================================================================================ */
@@ -486,8 +550,14 @@ int iqdb_get(iqdb *db, iqdb_id id, float *vec_out, iqdb_meta **meta_out) {
     uint32_t slot = iqdb__idmap_find(&db->store.map, id);
     if (slot == IQDB__NO_SLOT)
         rc = iqdb__fail(db, IQDB_NOTFOUND, "no record with id %llu", (unsigned long long)id);
-    else
+    else if (vec_out && db->store.no_vectors) { /* codes only: the decoded code */
+        if (iqdb__index_vector(db->index, &db->env, slot, vec_out))
+            rc = iqdb__fail(db, IQDB_CORRUPT, "id %llu has no code", (unsigned long long)id);
+        else
+            rc = iqdb__read_slot(db, slot, NULL, meta_out);
+    } else {
         rc = iqdb__read_slot(db, slot, vec_out, meta_out);
+    }
     iqdb__rwlock_rdunlock(&db->lock);
     return rc;
 }
@@ -528,7 +598,33 @@ static int read_params(const iqdb *db, const iqdb_search_params *p, iqdb_search_
     int rc = read_versioned(p, p->struct_size, out, sizeof *out,
                             offsetof(iqdb_search_params, filter) + sizeof p->filter,
                             "iqdb_search_params");
-    return rc ? iqdb__fail_retag(db, rc) : IQDB_OK;
+    if (rc) return iqdb__fail_retag(db, rc);
+    if (out->n_probes > (1u << 20))
+        return iqdb__fail(db, IQDB_INVALID, "search params: n_probes %u exceeds %u", out->n_probes,
+                          1u << 20);
+    if (out->oversample > IQDB_MAX_OVERSAMPLE)
+        return iqdb__fail(db, IQDB_INVALID, "search params: oversample %u exceeds %u",
+                          out->oversample, IQDB_MAX_OVERSAMPLE);
+    return IQDB_OK;
+}
+
+/* 1 when searches compare full-precision vectors (no quantizer): the result cache's precise
+ * invalidation computes distances from the written vectors, which only then equal the scan's. */
+static int full_precision(const iqdb *db) {
+    iqdb__index_desc d;
+    iqdb__index_describe(db->index, &d);
+    return d.quant == IQDB_QUANT_NONE;
+}
+
+static iqdb__query make_query(const iqdb_search_params *prm) {
+    iqdb__query q;
+    memset(&q, 0, sizeof q);
+    q.filter_src = prm->filter;
+    q.ef = prm->ef;
+    q.n_probes = prm->n_probes;
+    q.exact = prm->exact;
+    q.oversample = prm->oversample;
+    return q;
 }
 
 static float query_norm(const iqdb *db, const float *q) {
@@ -536,7 +632,7 @@ static float query_norm(const iqdb *db, const float *q) {
     return sqrtf(db->kern->pair[IQDB__OP_DOT](q, q, db->dim));
 }
 
-static void write_info(iqdb_search_info *info, const iqdb__sinfo *si) {
+static void write_info(iqdb_search_info *info, const iqdb__sinfo *si, int cache_hit) {
     if (!info) return;
     iqdb_search_info full;
     memset(&full, 0, sizeof full);
@@ -546,6 +642,9 @@ static void write_info(iqdb_search_info *info, const iqdb__sinfo *si) {
     full.n_distances = si->n_distances;
     full.n_visited = si->n_visited;
     full.n_matched = si->n_matched;
+    full.cache_hit = cache_hit != 0;
+    full.n_lists_scanned = si->n_lists_scanned;
+    full.n_reranked = si->n_reranked;
     size_t n = info->struct_size < sizeof full ? info->struct_size : sizeof full;
     memcpy(info, &full, n);
 }
@@ -561,13 +660,21 @@ int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params
     iqdb_search_params prm;
     IQDB_TRY(read_params(db, p, &prm));
     IQDB_TRY(check_vector(db, query, "query", SIZE_MAX));
-    iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
-    iqdb__query q = {query,  query_norm(db, query), 0,        NULL, prm.filter,
-                     prm.ef, prm.n_probes,          prm.exact};
+    iqdb__sinfo si;
+    memset(&si, 0, sizeof si);
+    si.complete = 1;
+    si.strategy = IQDB_STRATEGY_NONE;
+    iqdb__query q = make_query(&prm);
+    q.vec = query;
+    q.qnorm = query_norm(db, query);
+    iqdb__cache_key ck;
+    int use_cache = db->cache && iqdb__cache_key_init(db->cache, &ck, query, k, &prm) == IQDB_OK;
+    int hit = 0;
     iqdb__rwlock_rdlock(&db->lock);
     int rc = IQDB_OK;
     q.k = k < db->store.count ? k : (size_t)db->store.count;
-    if (q.k > 0) {
+    if (use_cache) hit = iqdb__cache_lookup(db->cache, &ck, hits, n_hits, &si);
+    if (q.k > 0 && !hit) {
         iqdb__scratch *s = iqdb__scratch_get(&db->scratch);
         if (!s || iqdb__scratch_cand(s, &db->mem, q.k) ||
             (prm.filter && iqdb__filter_compile(prm.filter, &db->keys, &s->cf, &db->mem))) {
@@ -584,8 +691,108 @@ int iqdb_search(iqdb *db, const float *query, size_t k, const iqdb_search_params
         }
         iqdb__scratch_put(&db->scratch, s);
     }
+    /* Only an exact scan over full-precision rows (or nothing to scan) is kept under the
+     * precise invalidation rule; everything else is approximate and dies at the next write
+     * (cache.h). */
+    if (use_cache && !hit && rc == IQDB_OK)
+        iqdb__cache_insert(db->cache, &ck, prm.filter, &db->keys, q.qnorm,
+                           full_precision(db) && (si.strategy == IQDB_STRATEGY_NONE ||
+                                                  si.strategy == IQDB_STRATEGY_SCAN ||
+                                                  si.strategy == IQDB_STRATEGY_SCAN_FILTERED),
+                           hits, *n_hits, &si);
     iqdb__rwlock_rdunlock(&db->lock);
-    if (rc == IQDB_OK) write_info(info, &si);
+    if (use_cache) iqdb__cache_key_free(db->cache, &ck);
+    if (rc == IQDB_OK) write_info(info, &si, hit);
+    return rc;
+}
+
+/* Runs a batch in chunks of BATCH_CHUNK queries, so a long batch reports progress and can be
+ * interrupted between chunks (each chunk still spreads over the worker threads). */
+#define BATCH_CHUNK 2048
+static int batch_in_chunks(iqdb *db, const iqdb__batch *b) {
+    if (b->nq <= BATCH_CHUNK && !db->opts.progress_fn)
+        return iqdb__index_search_batch(db->index, &db->env, b);
+    iqdb__long lc;
+    iqdb__long_begin(db, &lc, IQDB_PROGRESS_SEARCH_BATCH, b->nq);
+    for (size_t at = 0; at < b->nq; at += BATCH_CHUNK) {
+        IQDB_TRY(iqdb__long_check(&lc, at));
+        iqdb__batch c = *b;
+        c.qs = b->qs + at * b->dim;
+        c.nq = IQDB_MIN((size_t)BATCH_CHUNK, b->nq - at);
+        c.qnorms = b->qnorms ? b->qnorms + at : NULL;
+        c.hits = b->hits + at * b->out_stride;
+        c.n_hits = b->n_hits + at;
+        IQDB_TRY(iqdb__index_search_batch(db->index, &db->env, &c));
+    }
+    return iqdb__long_check(&lc, b->nq);
+}
+
+/* A batch on a handle with a result cache: each query is looked up first; the misses run as one
+ * smaller batch (copied together), and on the flat index — an exact scan, so the precise
+ * invalidation rule holds — their results are cached. Under the shared lock, like the batch. */
+static int batch_cached(iqdb *db, const iqdb__batch *b, const iqdb_search_params *prm, size_t k) {
+    size_t n = b->nq, dim = b->dim, m = 0, stride = b->out_stride;
+    size_t *miss = iqdb__alloc(&db->mem, n * sizeof *miss);
+    if (!miss) return IQDB_NOMEM;
+    iqdb__cache_key ck;
+    for (size_t i = 0; i < n; i++) {
+        iqdb__sinfo si;
+        memset(&si, 0, sizeof si);
+        si.complete = 1;
+        si.strategy = IQDB_STRATEGY_NONE;
+        int hit = 0;
+        if (iqdb__cache_key_init(db->cache, &ck, b->qs + i * dim, k, prm) == IQDB_OK) {
+            hit = iqdb__cache_lookup(db->cache, &ck, b->hits + i * stride, &b->n_hits[i], &si);
+            iqdb__cache_key_free(db->cache, &ck);
+        }
+        if (!hit) miss[m++] = i;
+    }
+    int rc = IQDB_OK;
+    if (m == n) {
+        rc = batch_in_chunks(db, b);
+    } else if (m > 0) {
+        /* hits first (8-byte aligned), then counts, queries and norms */
+        size_t hb = m * stride * sizeof(iqdb_hit), nb = m * sizeof(size_t),
+               qb = m * dim * sizeof(float), qn = b->qnorms ? m * sizeof(float) : 0;
+        uint8_t *blk = iqdb__alloc(&db->mem, hb + nb + qb + qn);
+        if (!blk) {
+            rc = IQDB_NOMEM;
+        } else {
+            iqdb__batch c = *b;
+            c.hits = (iqdb_hit *)blk;
+            c.n_hits = (size_t *)(blk + hb);
+            float *cq = (float *)(blk + hb + nb), *cqn = qn ? cq + m * dim : NULL;
+            for (size_t j = 0; j < m; j++) {
+                memcpy(cq + j * dim, b->qs + miss[j] * dim, dim * sizeof(float));
+                if (cqn) cqn[j] = b->qnorms[miss[j]];
+            }
+            c.qs = cq;
+            c.qnorms = cqn;
+            c.nq = m;
+            rc = batch_in_chunks(db, &c);
+            for (size_t j = 0; j < m && rc == IQDB_OK; j++) {
+                b->n_hits[miss[j]] = c.n_hits[j];
+                memcpy(b->hits + miss[j] * stride, c.hits + j * stride,
+                       c.n_hits[j] * sizeof(iqdb_hit));
+            }
+            iqdb__free(&db->mem, blk, hb + nb + qb + qn);
+        }
+    }
+    if (rc == IQDB_OK && iqdb__index_kind_of(db->index) == IQDB__INDEX_FLAT && full_precision(db)) {
+        iqdb__sinfo si;
+        memset(&si, 0, sizeof si);
+        si.complete = 1;
+        si.strategy = prm->filter ? IQDB_STRATEGY_SCAN_FILTERED : IQDB_STRATEGY_SCAN;
+        for (size_t j = 0; j < m; j++) {
+            size_t i = miss[j];
+            if (iqdb__cache_key_init(db->cache, &ck, b->qs + i * dim, k, prm)) continue;
+            iqdb__cache_insert(db->cache, &ck, prm->filter, &db->keys,
+                               b->qnorms ? b->qnorms[i] : 0.0f, 1, b->hits + i * stride,
+                               b->n_hits[i], &si);
+            iqdb__cache_key_free(db->cache, &ck);
+        }
+    }
+    iqdb__free(&db->mem, miss, n * sizeof *miss);
     return rc;
 }
 
@@ -614,11 +821,8 @@ int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_
     size_t kk = k < db->store.count ? k : (size_t)db->store.count;
     if (kk > 0) {
         iqdb__scratch *s = NULL;
-        iqdb__batch b = {
-            qs,      n,
-            db->dim, {NULL, 0.0f, kk, NULL, prm.filter, prm.ef, prm.n_probes, prm.exact},
-            qnorms,  hits,
-            k,       n_hits};
+        iqdb__batch b = {qs, n, db->dim, make_query(&prm), qnorms, hits, k, n_hits};
+        b.proto.k = kk;
         if (prm.filter) {
             s = iqdb__scratch_get(&db->scratch);
             if (!s || iqdb__filter_compile(prm.filter, &db->keys, &s->cf, &db->mem))
@@ -626,7 +830,7 @@ int iqdb_search_batch(iqdb *db, const float *qs, size_t n, size_t k, const iqdb_
             else
                 b.proto.filter = &s->cf;
         }
-        if (rc == IQDB_OK) rc = iqdb__index_search_batch(db->index, &db->env, &b);
+        if (rc == IQDB_OK) rc = db->cache ? batch_cached(db, &b, &prm, k) : batch_in_chunks(db, &b);
         iqdb__scratch_put(&db->scratch, s);
         if (rc) {
             for (size_t i = 0; i < n; i++) n_hits[i] = 0;
@@ -665,8 +869,27 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     full.mem_index = iqdb__index_mem(db->index);
     full.keyed = db->store.kmap.count;
     full.mem_keys = iqdb__store_mem_keys(&db->store);
-    uint64_t known =
-        full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index + full.mem_keys;
+    iqdb__cache_stats cs;
+    iqdb__cache_stats_get(db->cache, &cs);
+    full.cache_hits = cs.hits;
+    full.cache_misses = cs.misses;
+    full.cache_evictions = cs.evictions;
+    full.cache_invalidations = cs.invalidations;
+    full.cache_len = cs.len;
+    full.cache_capacity = cs.capacity;
+    full.cache_bytes = cs.bytes;
+    full.cache_max_bytes = cs.max_bytes;
+    full.mem_cache = cs.mem;
+    iqdb__index_desc d;
+    iqdb__index_describe(db->index, &d);
+    full.mem_codes = d.mem_codes;
+    full.quant = d.quant;
+    full.code_bytes = d.code_bytes;
+    full.ivf_lists = d.lists;
+    full.trained = d.trained;
+    full.trained_rows = d.trained_rows;
+    uint64_t known = full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index +
+                     full.mem_keys + full.mem_codes + full.mem_cache;
     full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;
     iqdb__dur_stats(db, &full);
     iqdb__rwlock_rdunlock(&db->lock);
@@ -691,7 +914,6 @@ static int check_rows(iqdb *db, uint8_t *seen) {
             continue;
         }
         live++;
-        const float *v = iqdb__store_vec(st, (uint32_t)slot);
         if (iqdb__store_is_keyed((const uint8_t *const *)st->keys, (uint32_t)slot)) {
             keyed++;
             if (iqdb__store_key_check(st, (uint32_t)slot))
@@ -699,11 +921,14 @@ static int check_rows(iqdb *db, uint8_t *seen) {
         } else if (iqdb__idmap_find(&st->map, st->ids[slot]) != slot) {
             return iqdb__fail(db, IQDB_CORRUPT, "id map does not lead to slot %zu", slot);
         }
-        if (!iqdb__all_finite(v, db->dim))
-            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu holds a non-finite vector", slot);
-        float sq = db->kern->pair[IQDB__OP_DOT](v, v, db->dim);
-        if (!(sq == st->sqnorm[slot]))
-            return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a stale norm", slot);
+        if (!st->no_vectors) { /* codes only: the index checks its codes */
+            const float *v = iqdb__store_vec(st, (uint32_t)slot);
+            if (!iqdb__all_finite(v, db->dim))
+                return iqdb__fail(db, IQDB_CORRUPT, "slot %zu holds a non-finite vector", slot);
+            float sq = db->kern->pair[IQDB__OP_DOT](v, v, db->dim);
+            if (!(sq == st->sqnorm[slot]))
+                return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a stale norm", slot);
+        }
         if (st->seqs[slot] >= st->next_seq)
             return iqdb__fail(db, IQDB_CORRUPT, "slot %zu has a sequence from the future", slot);
         if (iqdb__meta_blob_check(st->meta[slot], st->meta_len[slot], db->keys.n))
@@ -741,4 +966,36 @@ int iqdb_check(iqdb *db) {
         if (rc) rc = iqdb__fail_retag(db, rc);
     }
     return rc;
+}
+
+int iqdb_cache_clear(iqdb *db) {
+    CHECK_DB(db);
+    iqdb__cache_clear(db->cache);
+    return IQDB_OK;
+}
+
+/* ============================================================================================ */
+/* Optimize                                                                                     */
+/* ============================================================================================ */
+
+int iqdb_optimize(iqdb *db) {
+    CHECK_DB(db);
+    iqdb__rwlock_wrlock(&db->lock);
+    int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
+    if (rc) {
+        iqdb__rwlock_wrunlock(&db->lock);
+        return iqdb__fail_retag(db, rc);
+    }
+    rc = iqdb__index_optimize(db->index, &db->env);
+    if (rc == IQDB_OK) iqdb__index_reorder_store(db->index, &db->env, &db->store);
+    if (rc == IQDB_OK) {
+        settle_codes_only(db);
+        iqdb__dur_index_changed(db);
+        iqdb__cache_clear(db->cache); /* answers may change, slots may be renumbered */
+    }
+    iqdb__rwlock_wrunlock(&db->lock);
+    if (rc) return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+    /* durable: the new structures go into a snapshot now (they have no WAL record), so a
+     * reopen — even after a crash — never trains again */
+    return db->dur ? iqdb__dur_checkpoint(db) : IQDB_OK;
 }

@@ -93,7 +93,9 @@ int iqdb_delete_key(iqdb *db, const void *key, size_t key_len, int *existed) {
     /* only a delete that changes something is logged */
     if (slot != IQDB__NO_SLOT && db->dur) rc = iqdb__dur_log_delete_key(db, st->keys[slot], &lsn);
     if (slot != IQDB__NO_SLOT && rc == IQDB_OK) {
+        iqdb_id hid = iqdb__cache_hit_id(st, slot);
         iqdb__store_key_unbind(st, slot);
+        iqdb__cache_on_write(db->cache, &db->env, &db->keys, &hid, 1, NULL, 0);
         iqdb__index_remove(db->index, &db->env, slot);
         iqdb__store_remove(st, slot);
     }

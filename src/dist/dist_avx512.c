@@ -112,4 +112,74 @@ static inline __m256 S8_ham(__m256 acc, __m256 q, __m256 x) {
 #define ISA avx512
 #include "dist/dist_impl.h"
 
+/* ---- quantized codes ---- */
+#define V_LOADB(p) _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define V_LOADBT(p, r) \
+    _mm512_cvtepi32_ps(_mm512_maskz_cvtepu8_epi32((__mmask16)((1u << (r)) - 1u), ld_bytes(p, r)))
+static inline __m128i ld_bytes(const uint8_t *p, size_t r) { /* r < 16 bytes, the rest zero */
+    uint8_t t[16] = {0};
+    for (size_t i = 0; i < r; i++) t[i] = p[i];
+    return _mm_loadu_si128((const __m128i *)t);
+}
+static inline V QSTEP_L2(V acc, V a, V s, V c) {
+    V t = _mm512_fnmadd_ps(s, c, a);
+    return _mm512_fmadd_ps(t, t, acc);
+}
+static inline V QSTEP_DOT(V acc, V a, V s, V c) {
+    (void)s;
+    return _mm512_fmadd_ps(a, c, acc);
+}
+static inline V QSTEP_L1(V acc, V a, V s, V c) {
+    __m512i t = _mm512_castps_si512(_mm512_fnmadd_ps(s, c, a));
+    return _mm512_add_ps(acc,
+                         _mm512_castsi512_ps(_mm512_and_epi32(t, _mm512_set1_epi32(0x7fffffff))));
+}
+/* The popcount uses 256-bit AVX2 instructions: VPOPCNTQ needs AVX512_VPOPCNTDQ, which this
+ * level does not require. */
+#define V_SET1(f) _mm512_set1_ps(f)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+static inline V CSTEP_L2(V acc, V r, V x) {
+    V e = _mm512_sub_ps(r, x);
+    return _mm512_add_ps(acc, _mm512_mul_ps(e, e)); /* unfused: equal to scalar bit for bit */
+}
+static inline V CSTEP_L1(V acc, V r, V x) {
+    __m512i t = _mm512_castps_si512(_mm512_sub_ps(r, x));
+    return _mm512_add_ps(acc,
+                         _mm512_castsi512_ps(_mm512_and_epi32(t, _mm512_set1_epi32(0x7fffffff))));
+}
+static inline V CSTEP_HAM(V acc, V r, V x) {
+    __mmask16 ne = _mm512_cmp_ps_mask(r, x, _CMP_NEQ_UQ);
+    return _mm512_mask_add_ps(acc, ne, acc, _mm512_set1_ps(1.0f));
+}
+static inline V CSTEP_NDOT(V acc, V r, V x) { return _mm512_sub_ps(acc, _mm512_mul_ps(r, x)); }
+/* argmin (dist_quant_impl.h): as in the AVX2 file, sixteen lanes at a time. */
+#define ARGMIN_BLOCK(v, n, i, best, at)                                                       \
+    do {                                                                                      \
+        if ((n) < 32) break;                                                                  \
+        __m512 mv = _mm512_loadu_ps(v);                                                       \
+        __m512i mi = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+        __m512i idx = mi;                                                                     \
+        for (i = 16; i + 16 <= (n); i += 16) {                                                \
+            idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));                               \
+            __m512 x = _mm512_loadu_ps((v) + i);                                              \
+            __mmask16 lt = _mm512_cmp_ps_mask(x, mv, _CMP_LT_OQ);                             \
+            mv = _mm512_mask_mov_ps(mv, lt, x);                                               \
+            mi = _mm512_mask_mov_epi32(mi, lt, idx);                                          \
+        }                                                                                     \
+        float lv[16];                                                                         \
+        uint32_t li[16];                                                                      \
+        _mm512_storeu_ps(lv, mv);                                                             \
+        _mm512_storeu_si512((void *)li, mi);                                                  \
+        best = lv[0];                                                                         \
+        at = li[0];                                                                           \
+        for (int l = 1; l < 16; l++)                                                          \
+            if (lv[l] < best || (lv[l] == best && li[l] < at)) {                              \
+                best = lv[l];                                                                 \
+                at = li[l];                                                                   \
+            }                                                                                 \
+    } while (0)
+#include "dist/popcnt_avx2.h"
+/* (after the popcount it uses) */
+#include "dist/dist_quant_impl.h"
+
 IQDB_KERNEL_TABLE(IQDB_SIMD_AVX512, iqdb__kernels_avx512)

@@ -20,8 +20,8 @@
 #define MAX_QBLOCK 128
 
 /* Offers m computed rows to the heap, rejecting in the raw domain first (see metric.h). */
-static void push_rows(const iqdb__env *env, float qnorm, const float *raw, const uint32_t *slots,
-                      size_t m, iqdb__topk *top) {
+void iqdb__flat_push(const iqdb__env *env, float qnorm, const float *raw, const uint32_t *slots,
+                     size_t m, iqdb__topk *top) {
     const iqdb__store *st = env->store;
     const iqdb_metric metric = env->metric;
     float bound = iqdb__topk_bound(top), lim = iqdb__raw_limit(metric, bound);
@@ -59,7 +59,7 @@ int iqdb__flat_search(const iqdb__env *env, const iqdb__query *q, iqdb__scratch 
         if (!m) continue;
         matched += m;
         rows(q->vec, s->ptrs, m, d, s->dbuf);
-        push_rows(env, q->qnorm, s->dbuf, s->slots, m, top);
+        iqdb__flat_push(env, q->qnorm, s->dbuf, s->slots, m, top);
     }
     info->complete = 1;
     info->strategy = q->filter ? IQDB_STRATEGY_SCAN_FILTERED : IQDB_STRATEGY_SCAN;
@@ -126,7 +126,7 @@ static void batch_task(void *arg, size_t task) {
         for (size_t i = 0; i < nq; i++) {
             iqdb__topk t = {s->cand + i * k, fill[i], k};
             float qn = b->qnorms ? b->qnorms[q0 + i] : 0.0f;
-            push_rows(env, qn, s->dbuf + i * m, s->slots, m, &t);
+            iqdb__flat_push(env, qn, s->dbuf + i * m, s->slots, m, &t);
             fill[i] = t.n;
         }
     }

@@ -11,5 +11,10 @@
 int iqdb__flat_search(const iqdb__env *env, const iqdb__query *q, iqdb__scratch *s, iqdb__topk *top,
                       iqdb__sinfo *info);
 int iqdb__flat_search_batch(const iqdb__env *env, const iqdb__batch *b);
+/* Offers m rows with raw kernel values `raw` (slots `slots`) to `top`, at their reported
+ * distance; rows that cannot enter are rejected in the raw domain first (metric.h). Shared with
+ * the IVF list scan, so both report the same distance for a row. */
+void iqdb__flat_push(const iqdb__env *env, float qnorm, const float *raw, const uint32_t *slots,
+                     size_t m, iqdb__topk *top);
 
 #endif

@@ -1567,7 +1567,7 @@ static void hn_batch_task(void *arg, size_t task) {
         q.qnorm = b->qnorms ? b->qnorms[i] : 0.0f;
         iqdb__topk top;
         iqdb__topk_init(&top, s->cand, k);
-        iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
+        iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0, 0, 0};
         int rc = q.exact ? iqdb__flat_search(c->env, &q, s, &top, &si)
                          : hn_search_one(c->h, c->env, &q, &c->plan, s, &top, &si);
         if (rc) {

@@ -7,11 +7,13 @@
 
 #include "index/flat.h"
 #include "index/hnsw.h"
+#include "index/ivf.h"
 
 struct iqdb__index {
     iqdb__index_kind kind;
     iqdb__mem *mem;
     iqdb__hnsw *hnsw; /* IQDB__INDEX_HNSW */
+    iqdb__ivf *ivf;   /* IQDB__INDEX_IVF */
 };
 
 int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index **out) {
@@ -21,9 +23,13 @@ int iqdb__index_create(iqdb__index_kind kind, const iqdb__env *env, iqdb__index 
     ix->kind = kind;
     ix->mem = env->mem;
     int rc = IQDB_OK;
+    const iqdb_options *o = env->opts;
     switch (kind) {
     case IQDB__INDEX_FLAT: break; /* no structure of its own */
     case IQDB__INDEX_HNSW: rc = iqdb__hnsw_create(env, &ix->hnsw); break;
+    case IQDB__INDEX_IVF:
+        rc = iqdb__ivf_create(env, o, o->index != IQDB_INDEX_IVF, &ix->ivf);
+        break;
     }
     if (rc) {
         iqdb__free(env->mem, ix, sizeof *ix);
@@ -38,6 +44,7 @@ void iqdb__index_destroy(iqdb__index *ix) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: break;
     case IQDB__INDEX_HNSW: iqdb__hnsw_destroy(ix->hnsw); break;
+    case IQDB__INDEX_IVF: iqdb__ivf_destroy(ix->ivf); break;
     }
     iqdb__free(ix->mem, ix, sizeof *ix);
 }
@@ -45,14 +52,24 @@ void iqdb__index_destroy(iqdb__index *ix) {
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix) { return ix->kind; }
 
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
-    return iqdb__index_insert_batch(ix, env, &slot, 1);
+    return iqdb__index_insert_batch(ix, env, &slot, 1, NULL);
 }
 
-int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32_t *slots,
-                             size_t n) {
+int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32_t *slots, size_t n,
+                             const float *vecs) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* the scan sees the row as soon as it is live */
     case IQDB__INDEX_HNSW: return iqdb__hnsw_insert(ix->hnsw, env, slots, n);
+    case IQDB__INDEX_IVF:
+        for (size_t i = 0; i < n; i++) {
+            const float *x = vecs ? vecs + i * env->store->dim : NULL;
+            int rc = iqdb__ivf_insert(ix->ivf, env, slots[i], x);
+            if (rc) { /* all or nothing */
+                for (size_t j = i; j-- > 0;) iqdb__ivf_remove(ix->ivf, env, slots[j]);
+                return rc;
+            }
+        }
+        return IQDB_OK;
     }
     return IQDB_ERROR;
 }
@@ -61,7 +78,33 @@ void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return;
     case IQDB__INDEX_HNSW: iqdb__hnsw_remove(ix->hnsw, env, slot); return;
+    case IQDB__INDEX_IVF: iqdb__ivf_remove(ix->ivf, env, slot); return;
     }
+}
+
+void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT:
+    case IQDB__INDEX_HNSW: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_maintain(ix->ivf, env); return;
+    }
+}
+
+void iqdb__index_reorder_store(iqdb__index *ix, const iqdb__env *env, iqdb__store *store) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT:
+    case IQDB__INDEX_HNSW: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_reorder_store(ix->ivf, env, store); return;
+    }
+}
+
+int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing to rebuild */
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_optimize(ix->hnsw, env);
+    case IQDB__INDEX_IVF: return iqdb__ivf_optimize(ix->ivf, env);
+    }
+    return IQDB_ERROR;
 }
 
 int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query *q,
@@ -69,6 +112,7 @@ int iqdb__index_search(iqdb__index *ix, const iqdb__env *env, const iqdb__query 
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return iqdb__flat_search(env, q, s, top, info);
     case IQDB__INDEX_HNSW: return iqdb__hnsw_search(ix->hnsw, env, q, s, top, info);
+    case IQDB__INDEX_IVF: return iqdb__ivf_search(ix->ivf, env, q, s, top, info);
     }
     return IQDB_ERROR;
 }
@@ -77,6 +121,7 @@ int iqdb__index_search_batch(iqdb__index *ix, const iqdb__env *env, const iqdb__
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return iqdb__flat_search_batch(env, b);
     case IQDB__INDEX_HNSW: return iqdb__hnsw_search_batch(ix->hnsw, env, b);
+    case IQDB__INDEX_IVF: return iqdb__ivf_search_batch(ix->ivf, env, b);
     }
     return IQDB_ERROR;
 }
@@ -85,6 +130,7 @@ int iqdb__index_serialize(const iqdb__index *ix, const iqdb__env *env, iqdb__sin
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing beyond the rows */
     case IQDB__INDEX_HNSW: return iqdb__hnsw_serialize(ix->hnsw, env, sink);
+    case IQDB__INDEX_IVF: return iqdb__ivf_serialize(ix->ivf, env, sink);
     }
     return IQDB_ERROR;
 }
@@ -93,6 +139,16 @@ int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK;
     case IQDB__INDEX_HNSW: return iqdb__hnsw_load(ix->hnsw, env, src);
+    case IQDB__INDEX_IVF: return iqdb__ivf_load(ix->ivf, env, src);
+    }
+    return IQDB_ERROR;
+}
+
+int iqdb__index_vector(const iqdb__index *ix, const iqdb__env *env, uint32_t slot, float *out) {
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT:
+    case IQDB__INDEX_HNSW: return IQDB_ERROR; /* the store always holds the rows */
+    case IQDB__INDEX_IVF: return iqdb__ivf_vector(ix->ivf, env, slot, out);
     }
     return IQDB_ERROR;
 }
@@ -101,22 +157,25 @@ size_t iqdb__index_mem(const iqdb__index *ix) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return sizeof *ix;
     case IQDB__INDEX_HNSW: return sizeof *ix + iqdb__hnsw_mem(ix->hnsw);
+    case IQDB__INDEX_IVF: return sizeof *ix + iqdb__ivf_mem(ix->ivf);
     }
     return 0;
+}
+
+void iqdb__index_describe(const iqdb__index *ix, iqdb__index_desc *d) {
+    memset(d, 0, sizeof *d);
+    switch (ix->kind) {
+    case IQDB__INDEX_FLAT:
+    case IQDB__INDEX_HNSW: return;
+    case IQDB__INDEX_IVF: iqdb__ivf_describe(ix->ivf, d); return;
+    }
 }
 
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* iqdb_check verifies the rows themselves */
     case IQDB__INDEX_HNSW: return iqdb__hnsw_check(ix->hnsw, env);
-    }
-    return IQDB_ERROR;
-}
-
-int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env) {
-    switch (ix->kind) {
-    case IQDB__INDEX_FLAT: return IQDB_OK; /* nothing to rebuild */
-    case IQDB__INDEX_HNSW: return iqdb__hnsw_optimize(ix->hnsw, env);
+    case IQDB__INDEX_IVF: return iqdb__ivf_check(ix->ivf, env);
     }
     return IQDB_ERROR;
 }

@@ -20,6 +20,9 @@ static void scratch_free(iqdb__mem *mem, iqdb__scratch *s) {
     iqdb__free(mem, s->ptrs, s->ptrs_cap * sizeof *s->ptrs);
     iqdb__free(mem, s->slots, s->slots_cap * sizeof *s->slots);
     iqdb__free(mem, s->qptrs, s->qptrs_cap * sizeof *s->qptrs);
+    iqdb__free(mem, s->fbuf, s->fbuf_cap * sizeof *s->fbuf);
+    iqdb__free(mem, s->lbuf, s->lbuf_cap * sizeof *s->lbuf);
+    iqdb__free(mem, s->cand2, s->cand2_cap * sizeof *s->cand2);
     iqdb__cfilter_free(&s->cf, mem);
     iqdb__free(mem, s, sizeof *s);
 }
@@ -77,6 +80,18 @@ int iqdb__scratch_qptrs(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
     return rc;
 }
 
+/* One grow helper per typed buffer: iqdb__grow works on void pointers. */
+#define IQDB_SCRATCH_GROW(name, field, cap)                                 \
+    int iqdb__scratch_##name(iqdb__scratch *s, iqdb__mem *mem, size_t n) {  \
+        void *v = s->field;                                                 \
+        int rc = iqdb__grow(mem, &v, &s->cap, n ? n : 1, sizeof *s->field); \
+        s->field = v;                                                       \
+        return rc;                                                          \
+    }
+IQDB_SCRATCH_GROW(fbuf, fbuf, fbuf_cap)
+IQDB_SCRATCH_GROW(lbuf, lbuf, lbuf_cap)
+IQDB_SCRATCH_GROW(cand2, cand2, cand2_cap)
+
 int iqdb__scratch_marks(iqdb__scratch *s, iqdb__mem *mem, size_t n) {
     if (n <= s->mark_cap) return IQDB_OK;
     /* Exact growth, not doubling: the array is as large as the database (2 bytes a slot) and
@@ -126,5 +141,6 @@ size_t iqdb__scratch_mem(const iqdb__scratch *s) {
            s->ptrs_cap * sizeof *s->ptrs + s->slots_cap * sizeof *s->slots +
            s->qptrs_cap * sizeof *s->qptrs + s->mark_cap * sizeof *s->mark +
            (s->gw_cap + s->gc_cap + s->gs_cap) * sizeof(iqdb__gitem) + s->ids_cap * sizeof *s->ids +
+           s->fbuf_cap * sizeof *s->fbuf + (s->lbuf_cap + s->cand2_cap) * sizeof(iqdb__cand) +
            iqdb__cfilter_mem(&s->cf);
 }

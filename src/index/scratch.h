@@ -38,6 +38,14 @@ typedef struct iqdb__scratch {
     const float **qptrs;
     size_t qptrs_cap;
     iqdb__cfilter cf;
+    /* index work memory (IVF and quantizers): floats (list keys, a prepared query), candidates
+     * (list order, re-ranking shortlist) */
+    float *fbuf;
+    size_t fbuf_cap;
+    iqdb__cand *lbuf;
+    size_t lbuf_cap;
+    iqdb__cand *cand2;
+    size_t cand2_cap;
     /* graph searches */
     uint16_t *mark; /* visited iff mark[slot] == epoch */
     size_t mark_cap;
@@ -64,6 +72,9 @@ void iqdb__scratch_put(iqdb__scratch_pool *p, iqdb__scratch *s);
 int iqdb__scratch_cand(iqdb__scratch *s, iqdb__mem *mem, size_t n);
 int iqdb__scratch_rows(iqdb__scratch *s, iqdb__mem *mem, size_t n); /* dbuf, ptrs, slots */
 int iqdb__scratch_qptrs(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_fbuf(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_lbuf(iqdb__scratch *s, iqdb__mem *mem, size_t n);
+int iqdb__scratch_cand2(iqdb__scratch *s, iqdb__mem *mem, size_t n);
 /* A visited array for slots [0, n): grows (zeroed) and keeps its epoch. */
 int iqdb__scratch_marks(iqdb__scratch *s, iqdb__mem *mem, size_t n);
 /* Starts a new visit: returns the epoch to tag with (clears the array when the tag wraps). */

@@ -25,7 +25,8 @@
 #define IQDB__SNAP_MAX_SECTIONS 16u
 #define IQDB__BLOCK_MAX (1u << 20) /* raw bytes per block */
 #define IQDB__BLOCK_HDR 8u
-#define IQDB__PARAMS_LEN 40u
+#define IQDB__PARAMS_LEN 56u /* with the quantizer fields; 40 (no quantizer) is also read */
+#define IQDB__PARAMS_LEN_NOQUANT 40u
 #define IQDB__META_MAX (64u << 20) /* one stored metadata blob */
 
 enum { IQDB__SEC_PARAMS = 1, IQDB__SEC_KEYS = 2, IQDB__SEC_ROWS = 3, IQDB__SEC_INDEX = 4 };

@@ -22,6 +22,7 @@ static int corrupt(const char *fmt, ...) {
 
 static int ioerr(int rc, const char *what, const char *path) {
     if (rc == IQDB_NOMEM) return iqdb__fail(NULL, rc, "out of memory");
+    if (rc == IQDB_INTERRUPTED) return iqdb__fail(NULL, rc, "%s %s was interrupted", what, path);
     return iqdb__fail(NULL, rc, "%s %s failed (errno %d)", what, path, iqdb__io_last_errno());
 }
 
@@ -38,6 +39,9 @@ typedef struct writer {
     uint8_t *raw, *out;
     size_t fill, out_cap;
     iqdb__snap_entry cur;
+    uint64_t done; /* raw bytes so far, over every section */
+    int (*progress)(void *ud, uint64_t done);
+    void *progress_ud;
 } writer;
 
 static int flush_block(writer *w) {
@@ -53,7 +57,9 @@ static int flush_block(writer *w) {
     w->pos += IQDB__BLOCK_HDR + n;
     w->cur.stored += IQDB__BLOCK_HDR + n;
     w->cur.raw += w->fill;
+    w->done += w->fill;
     w->fill = 0;
+    if (w->progress && w->progress(w->progress_ud, w->done)) return IQDB_INTERRUPTED;
     return IQDB_OK;
 }
 
@@ -81,6 +87,10 @@ static void put_params(uint8_t *b, const iqdb__params *p) {
     iqdb__put32(b + 28, p->n_lists);
     iqdb__put32(b + 32, p->n_probes);
     iqdb__put32(b + 36, p->train_sample);
+    iqdb__put32(b + 40, (uint32_t)p->quant);
+    iqdb__put32(b + 44, p->pq_m);
+    iqdb__put32(b + 48, p->oversample);
+    iqdb__put32(b + 52, p->quant_flags);
 }
 
 /* Writes section `id` through the block sink. */
@@ -148,6 +158,8 @@ int iqdb__snapshot_write(const iqdb__io *io, const char *path, const iqdb__snap_
     memset(&w, 0, sizeof w);
     w.io = io;
     w.mem = mem;
+    w.progress = src->progress;
+    w.progress_ud = src->progress_ud;
     iqdb__codec_init(&w.cx, codec, level, mem);
     w.out_cap = IQDB__BLOCK_HDR + iqdb__codec_bound(codec, IQDB__BLOCK_MAX);
     w.raw = iqdb__alloc(mem, IQDB__BLOCK_MAX);
@@ -335,8 +347,10 @@ static int read_params(iqdb__snap_reader *r) {
     secr s;
     secr_init(&s, r, IQDB__SEC_PARAMS);
     uint8_t b[IQDB__PARAMS_LEN];
-    if (r->sec[0].raw != IQDB__PARAMS_LEN) return corrupt("snapshot: parameters section length");
-    IQDB_TRY(section_rc(secr_read(&s, b, sizeof b), IQDB__SEC_PARAMS));
+    memset(b, 0, sizeof b); /* a 40-byte section (written before quantizers) has no quantizer */
+    if (r->sec[0].raw != IQDB__PARAMS_LEN && r->sec[0].raw != IQDB__PARAMS_LEN_NOQUANT)
+        return corrupt("snapshot: parameters section length");
+    IQDB_TRY(section_rc(secr_read(&s, b, (size_t)r->sec[0].raw), IQDB__SEC_PARAMS));
     IQDB_TRY(secr_finish(&s));
     if (iqdb__get32(b) != (uint32_t)r->params.index)
         return corrupt("snapshot: the parameters name another index kind");
@@ -348,6 +362,10 @@ static int read_params(iqdb__snap_reader *r) {
     r->params.n_lists = iqdb__get32(b + 28);
     r->params.n_probes = iqdb__get32(b + 32);
     r->params.train_sample = iqdb__get32(b + 36);
+    r->params.quant = (iqdb_quant)iqdb__get32(b + 40); /* range-checked by the caller */
+    r->params.pq_m = iqdb__get32(b + 44);
+    r->params.oversample = iqdb__get32(b + 48);
+    r->params.quant_flags = iqdb__get32(b + 52);
     return IQDB_OK;
 }
 

@@ -28,6 +28,8 @@ typedef struct iqdb__params {
     uint32_t m, ef_construction, ef_search, filter_widen;
     uint64_t seed;
     uint32_t n_lists, n_probes, train_sample;
+    iqdb_quant quant; /* quantizer: kind, PQ subspaces, oversample, flags */
+    uint32_t pq_m, oversample, quant_flags;
 } iqdb__params;
 
 /* Everything a snapshot is made of. */
@@ -40,6 +42,10 @@ typedef struct iqdb__snap_src {
     const iqdb__store *store;
     const iqdb__index *index;
     const iqdb__env *env;
+    /* Optional: called after each block with the raw bytes written so far; non-zero stops the
+     * write with IQDB_INTERRUPTED (the file is removed). */
+    int (*progress)(void *ud, uint64_t done);
+    void *progress_ud;
 } iqdb__snap_src;
 
 /* Writes a complete snapshot to `path` (created or truncated), fsyncs and closes it. On failure

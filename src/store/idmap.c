@@ -68,6 +68,11 @@ void iqdb__idmap_put(iqdb__idmap *m, uint64_t key, uint32_t slot) {
     m->e[i].slot = slot;
 }
 
+void iqdb__idmap_renumber(iqdb__idmap *m, const uint32_t *to) {
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->e[i].slot != IQDB__NO_SLOT) m->e[i].slot = to[m->e[i].slot];
+}
+
 /* Backward-shift deletion of entry i: pull later members of the probe run into the hole when
  * the hole lies between their home and their position (cyclically). */
 static void erase_at(iqdb__idmap *m, size_t i) {

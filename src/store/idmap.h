@@ -34,6 +34,8 @@ int iqdb__idmap_reserve(iqdb__idmap *m, size_t extra);
 uint32_t iqdb__idmap_find(const iqdb__idmap *m, uint64_t key);
 /* Sets key -> slot (insert or overwrite). Requires a prior reserve when the key is new. */
 void iqdb__idmap_put(iqdb__idmap *m, uint64_t key, uint32_t slot);
+/* Maps every entry's slot s to to[s] (a permutation of the slots; keys stay where they are). */
+void iqdb__idmap_renumber(iqdb__idmap *m, const uint32_t *to);
 /* Removes key; returns its slot or IQDB__NO_SLOT. */
 uint32_t iqdb__idmap_remove(iqdb__idmap *m, uint64_t key);
 size_t iqdb__idmap_mem(const iqdb__idmap *m);

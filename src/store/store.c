@@ -52,6 +52,7 @@ void iqdb__store_destroy(iqdb__store *s) {
     iqdb__free(s->mem, s->meta_len, s->slots_cap * sizeof *s->meta_len);
     iqdb__free(s->mem, s->live, s->slots_cap * sizeof *s->live);
     iqdb__free(s->mem, s->free_list, s->slots_cap * sizeof *s->free_list);
+    iqdb__free_aligned(s->mem, s->staging, s->staging ? (size_t)s->stride * sizeof(float) : 0);
     iqdb__idmap_destroy(&s->map);
     memset(s, 0, sizeof *s);
 }
@@ -100,6 +101,7 @@ int iqdb__store_reserve_slots(iqdb__store *s, size_t n) {
         if (ncap > (size_t)IQDB__MAX_SLOTS) ncap = IQDB__MAX_SLOTS;
         IQDB_TRY(grow_columns(s, ncap));
     }
+    if (s->no_vectors) return IQDB_OK; /* no arena to grow */
     size_t rows = (size_t)1 << s->chunk_shift;
     size_t chunks_need = (need + rows - 1) / rows;
     if (chunks_need > s->chunks_cap) {
@@ -125,7 +127,8 @@ uint32_t iqdb__store_add(iqdb__store *s, uint64_t id, const float *vec, float sq
         slot = s->free_list[--s->n_free];
     else
         slot = (uint32_t)s->n_slots++;
-    IQDB_ASSERT(slot < s->slots_cap && (slot >> s->chunk_shift) < s->n_chunks);
+    IQDB_ASSERT(slot < s->slots_cap && (s->no_vectors || (slot >> s->chunk_shift) < s->n_chunks));
+    if (s->no_vectors) s->staging_slot = slot;
     memcpy(iqdb__store_vec(s, slot), vec, (size_t)s->dim * sizeof(float));
     s->ids[slot] = id;
     s->seqs[slot] = s->next_seq++;
@@ -154,8 +157,99 @@ void iqdb__store_remove(iqdb__store *s, uint32_t slot) {
     s->count--;
 }
 
+/* Puts the row held in `h` into slot a and takes slot a's row into `h`, its vector into `spare`
+ * (the caller's other row buffer). */
+typedef struct held_row {
+    uint64_t id, seq;
+    float sqnorm;
+    uint8_t *meta;
+    uint32_t meta_len;
+    uint8_t live;
+    uint8_t *key; /* the byte-key block, or NULL */
+    float *vec;
+} held_row;
+
+static void swap_held(iqdb__store *s, uint32_t a, held_row *h, float *spare, size_t vbytes) {
+    held_row t = {s->ids[a],      s->seqs[a], s->sqnorm[a], s->meta[a], s->meta_len[a],
+                  s->live[a],     s->keys ? s->keys[a] : NULL, spare};
+    float *va = iqdb__store_vec(s, a);
+    memcpy(spare, va, vbytes);
+    memcpy(va, h->vec, vbytes);
+    s->ids[a] = h->id;
+    s->seqs[a] = h->seq;
+    s->sqnorm[a] = h->sqnorm;
+    s->meta[a] = h->meta;
+    s->meta_len[a] = h->meta_len;
+    s->live[a] = h->live;
+    if (s->keys) s->keys[a] = h->key;
+    *h = t;
+}
+
+int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
+    if (s->no_vectors || s->n_slots < 2) return IQDB_OK;
+    const size_t n = s->n_slots, vbytes = (size_t)s->stride * sizeof(float);
+    uint8_t *done = iqdb__calloc(s->mem, n, 1);
+    float *rows = iqdb__alloc_aligned(s->mem, 2 * vbytes);
+    if (!done || !rows) {
+        iqdb__free(s->mem, done, n);
+        iqdb__free_aligned(s->mem, rows, 2 * vbytes);
+        return IQDB_NOMEM;
+    }
+    /* follow each cycle of the permutation with one row in hand: the row that was at j goes to
+     * to[j], and the row found there is carried on (two row buffers alternate) */
+    for (size_t i = 0; i < n; i++) {
+        if (done[i]) continue;
+        float *bufs[2] = {rows, rows + s->stride};
+        int cur = 0;
+        memcpy(bufs[cur], iqdb__store_vec(s, (uint32_t)i), vbytes);
+        held_row h = {s->ids[i],
+                      s->seqs[i],
+                      s->sqnorm[i],
+                      s->meta[i],
+                      s->meta_len[i],
+                      s->live[i],
+                      s->keys ? s->keys[i] : NULL,
+                      bufs[cur]};
+        size_t j = i;
+        do {
+            uint32_t k = to[j];
+            IQDB_ASSERT(k < n && !done[k]);
+            swap_held(s, k, &h, bufs[cur ^ 1], vbytes);
+            cur ^= 1;
+            done[k] = 1;
+            j = k;
+        } while (j != i);
+    }
+    iqdb__free(s->mem, done, n);
+    iqdb__free_aligned(s->mem, rows, 2 * vbytes);
+    /* the free list: every dead slot, the lowest popped first; the id map follows the rows */
+    s->n_free = 0;
+    for (size_t k = n; k-- > 0;)
+        if (!s->live[k]) s->free_list[s->n_free++] = (uint32_t)k;
+    iqdb__idmap_renumber(&s->map, to);
+    iqdb__idmap_renumber(&s->kmap, to); /* byte keys: hash -> slot */
+    return IQDB_OK;
+}
+
 size_t iqdb__store_mem_vectors(const iqdb__store *s) {
-    return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *));
+    size_t staging = s->staging ? (size_t)s->stride * sizeof(float) + 64 + sizeof(void *) : 0;
+    return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *)) + staging;
+}
+
+int iqdb__store_drop_vectors(iqdb__store *s) {
+    if (s->no_vectors) return IQDB_OK;
+    float *st = iqdb__alloc_aligned(s->mem, (size_t)s->stride * sizeof(float));
+    if (!st) return IQDB_NOMEM;
+    memset(st, 0, (size_t)s->stride * sizeof(float)); /* the padding stays zero */
+    for (size_t c = 0; c < s->n_chunks; c++)
+        iqdb__free_aligned(s->mem, s->chunks[c], chunk_bytes(s));
+    iqdb__free(s->mem, s->chunks, s->chunks_cap * sizeof *s->chunks);
+    s->chunks = NULL;
+    s->n_chunks = s->chunks_cap = 0;
+    s->staging = st;
+    s->staging_slot = IQDB__NO_SLOT;
+    s->no_vectors = 1;
+    return IQDB_OK;
 }
 size_t iqdb__store_mem_rows(const iqdb__store *s) {
     return s->slots_cap * SLOT_BYTES + s->chunks_cap * sizeof *s->chunks + iqdb__idmap_mem(&s->map);

@@ -14,6 +14,12 @@
  * Failure discipline: iqdb__store_reserve is the only function that allocates (besides the
  * caller-provided metadata blobs). After a successful reserve(n), n calls of iqdb__store_add and
  * any number of iqdb__store_remove succeed.
+ *
+ * Without vectors (iqdb__store_drop_vectors, for a codes-only quantized index): the arena is
+ * freed and never grows again; the index keeps the only copy of each row, as a code. The vector
+ * of the row being added stays in a one-row staging area until the next add, which is exactly
+ * as long as the write protocol needs it (the index encodes it right after the add);
+ * iqdb__store_vec returns NULL for every other slot.
  */
 #ifndef IQDB_STORE_H
 #define IQDB_STORE_H
@@ -47,6 +53,9 @@ typedef struct iqdb__store {
     uint64_t next_seq;
     size_t meta_bytes; /* sum of meta_len over live slots */
     iqdb__idmap map;   /* id -> slot, maintained by the caller */
+    int no_vectors;    /* the arena was dropped (codes only) */
+    float *staging;    /* no_vectors: the last added row's vector, `stride` floats */
+    uint32_t staging_slot;
     /* Byte keys (store/keys.h). Until the first keyed record arrives `keys` is NULL and `kmap`
      * empty, so a database of u64 ids pays nothing for them. */
     uint8_t **keys;   /* per slot: NULL (a u64 id) or the slot's key block */
@@ -73,10 +82,13 @@ static inline uint32_t iqdb__store_rows_per_chunk(const iqdb__store *s) {
     return 1u << s->chunk_shift;
 }
 static inline float *iqdb__store_vec(const iqdb__store *s, uint32_t slot) {
+    if (IQDB_UNLIKELY(s->no_vectors)) return slot == s->staging_slot ? s->staging : NULL;
     return s->chunks[slot >> s->chunk_shift] +
            (size_t)(slot & ((1u << s->chunk_shift) - 1u)) * s->stride;
 }
 
+/* Frees the vector arena for good (see above). IQDB_OK, or IQDB_NOMEM with nothing changed. */
+int iqdb__store_drop_vectors(iqdb__store *s);
 /* Writes every slot (live or free), the sequence counter and the free list to `sink`, in the
  * layout of the snapshot's rows section (docs/FORMAT.md). */
 int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink);
@@ -87,6 +99,13 @@ int iqdb__store_serialize(const iqdb__store *s, iqdb__sink *sink);
  * as rows actually arrive. Metadata blobs are not checked here (the caller knows the keys). On
  * failure the store holds a partial state the caller destroys. */
 int iqdb__store_load(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot);
+
+/* Moves every row to a new slot: the row in slot j goes to slot to[j] (`to`, n_slots entries, is
+ * a permutation of [0, n_slots)). Ids, sequence numbers, norms, metadata and liveness move with
+ * their vectors; the id map and the free list are rebuilt. Only between writes, when every live
+ * slot is in the id map. IQDB_OK, or IQDB_NOMEM with nothing changed; a store without vectors
+ * is left as it is. */
+int iqdb__store_reorder(iqdb__store *s, const uint32_t *to);
 
 /* Memory by component. */
 size_t iqdb__store_mem_vectors(const iqdb__store *s);

@@ -168,6 +168,35 @@ static inline void iqdbt_fail_after(iqdbt_alloc *a, long long n, int persistent)
 }
 static inline void iqdbt_fail_off(iqdbt_alloc *a) { atomic_store(&a->fail_at, 0); }
 
+/* ---- an in-memory byte sink and source (index serialize / load) --------------------------- */
+
+/* Bytes written by iqdbt_mb_write (a sink's write), read back by iqdbt_mb_read (a source's read,
+ * which reports IQDB_CORRUPT when asked for more than is left, as a checked section reader
+ * does). Release p with free(). */
+typedef struct iqdbt_membuf {
+    uint8_t *p;
+    size_t n, cap, pos;
+} iqdbt_membuf;
+
+static inline int iqdbt_mb_write(void *ctx, const void *p, size_t n) {
+    iqdbt_membuf *b = ctx;
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) abort();
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return IQDB_OK;
+}
+static inline int iqdbt_mb_read(void *ctx, void *p, size_t n) {
+    iqdbt_membuf *b = ctx;
+    if (n > b->n - b->pos) return IQDB_CORRUPT;
+    memcpy(p, b->p + b->pos, n);
+    b->pos += n;
+    return IQDB_OK;
+}
+
 /* ---- PRNG ------------------------------------------------------------------------------- */
 
 typedef struct iqdbt_rng {
@@ -188,13 +217,8 @@ static inline void iqdbt_fill(iqdbt_rng *r, float *v, size_t n, float lo, float 
     for (size_t i = 0; i < n; i++) v[i] = iqdbt_uniform(r, lo, hi);
 }
 
-/* ---- an in-memory byte stream (for serialize / load: the write / read shapes of iqdb__sink and
- * iqdb__source) -------------------------------------------------------------------------------- */
-
-typedef struct iqdbt_membuf {
-    uint8_t *p;
-    size_t n, cap, pos;
-} iqdbt_membuf;
+/* ---- the same buffer with a write that reports IQDB_NOMEM instead of aborting (for serialize /
+ * load: the write / read shapes of iqdb__sink and iqdb__source) ------------------------------- */
 
 static inline int iqdbt_mem_write(void *ctx, const void *p, size_t n) {
     iqdbt_membuf *b = ctx;

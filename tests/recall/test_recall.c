@@ -336,7 +336,7 @@ static void test_recall_serialize_roundtrip(void **state) {
         slots[i] = iqdb__store_add(&st, i, v, env.kern->pair[IQDB__OP_DOT](v, v, dim), NULL, 0);
         iqdb__idmap_put(&st.map, i, slots[i]);
     }
-    assert_int_equal(iqdb__index_insert_batch(a, &env, slots, n), IQDB_OK);
+    assert_int_equal(iqdb__index_insert_batch(a, &env, slots, n, NULL), IQDB_OK);
     for (size_t i = 0; i < n; i += 4) { /* holes */
         iqdb__index_remove(a, &env, slots[i]);
         iqdb__idmap_remove(&st.map, i);
@@ -356,10 +356,10 @@ static void test_recall_serialize_roundtrip(void **state) {
         iqdb_hit h[2][K];
         size_t nh[2];
         for (int w = 0; w < 2; w++) {
-            iqdb__query qq = {d.qs + q * dim, 0, K, NULL, NULL, 20, 0, 0};
+            iqdb__query qq = {d.qs + q * dim, 0, K, NULL, NULL, 20, 0, 0, 0};
             iqdb__topk top;
             iqdb__topk_init(&top, s->cand, K);
-            iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
+            iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0, 0, 0};
             assert_int_equal(iqdb__index_search(w ? b : a, &env, &qq, s, &top, &si), IQDB_OK);
             iqdb__hits_from_top(&st, &top, h[w], &nh[w]);
         }

@@ -116,7 +116,19 @@ static void m_ivf_probes(iqdb_options *o) {
 static void m_ivf_reserved(iqdb_options *o) { o->ivf.reserved = 1; }
 static void m_small_struct(iqdb_options *o) { o->struct_size = 8; }
 static void m_zero_struct(iqdb_options *o) { o->struct_size = 0; }
-static void m_ivf(iqdb_options *o) { o->index = IQDB_INDEX_IVF; }
+static void m_quant_kind(iqdb_options *o) { o->quant.kind = (iqdb_quant)4; }
+static void m_quant_pq_m(iqdb_options *o) { o->quant.pq_m = 5; } /* dim is 4 */
+static void m_quant_oversample(iqdb_options *o) { o->quant.oversample = IQDB_MAX_OVERSAMPLE + 1; }
+static void m_quant_flags(iqdb_options *o) { o->quant.flags = 2; }
+static void m_codes_only_none(iqdb_options *o) { o->quant.flags = IQDB_QUANT_CODES_ONLY; }
+static void m_codes_only_pq(iqdb_options *o) {
+    o->quant.kind = IQDB_QUANT_PQ;
+    o->quant.flags = IQDB_QUANT_CODES_ONLY;
+}
+static void m_quant_hnsw(iqdb_options *o) {
+    o->index = IQDB_INDEX_HNSW;
+    o->quant.kind = IQDB_QUANT_SQ8;
+}
 
 /* Out-of-range options: each gets its documented code, nothing is allocated or leaked. */
 static void test_api_open_bad_options(void **state) {
@@ -140,7 +152,13 @@ static void test_api_open_bad_options(void **state) {
         {"16.ivf_reserved", m_ivf_reserved, IQDB_INVALID},
         {"17.small_struct", m_small_struct, IQDB_MISUSE},
         {"18.zero_struct", m_zero_struct, IQDB_MISUSE},
-        {"20.ivf_unavailable", m_ivf, IQDB_UNSUPPORTED},
+        {"20.quant_kind", m_quant_kind, IQDB_INVALID},
+        {"21.quant_pq_m", m_quant_pq_m, IQDB_INVALID},
+        {"22.quant_oversample", m_quant_oversample, IQDB_INVALID},
+        {"23.quant_flags", m_quant_flags, IQDB_INVALID},
+        {"25.codes_only_without_quantizer", m_codes_only_none, IQDB_INVALID},
+        {"26.codes_only_pq", m_codes_only_pq, IQDB_INVALID},
+        {"24.quant_hnsw", m_quant_hnsw, IQDB_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         iqdb_options o;

@@ -80,7 +80,11 @@ static void verify(const float *q1, size_t k, int even_only, const iqdb_hit *h, 
     }
 }
 
+static int pooled; /* the cached run: queries come from a pool of 24, so they repeat */
+
 static void random_query(iqdbt_rng *r, float *q) {
+    iqdbt_rng pr = {iqdbt_next(r) % 24 + 99};
+    if (pooled) r = &pr;
     for (int j = 0; j < HALF; j++) q[j] = (float)((int)(iqdbt_next(r) % 11) - 5);
     for (int j = HALF; j < DIM; j++) q[j] = 0;
 }
@@ -177,8 +181,9 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-static void test_concurrency_readers_and_writers(void **state) {
-    (void)state;
+static void run(uint32_t cache_entries) {
+    pooled = cache_entries > 0;
+    atomic_store(&stop, 0);
     iqdbt_rng r = {2024};
     for (uint64_t id = 0; id < TOTAL; id++)
         for (int j = 0; j < HALF; j++)
@@ -187,6 +192,7 @@ static void test_concurrency_readers_and_writers(void **state) {
     iqdb_options o;
     iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
     o.threads = 2;
+    o.cache_entries = cache_entries;
     assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
     for (uint64_t id = 0; id < TOTAL; id++) {
         float v[DIM];
@@ -217,14 +223,35 @@ static void test_concurrency_readers_and_writers(void **state) {
     iqdb_count(db, &c);
     assert_int_equal(c, TOTAL);
     assert_int_equal(iqdb_check(db), IQDB_OK);
+    if (cache_entries) {
+        iqdb_stats s = {.struct_size = sizeof s};
+        iqdb_stats_get(db, &s);
+        printf("cache: %llu hits, %llu misses, %llu invalidations\n",
+               (unsigned long long)s.cache_hits, (unsigned long long)s.cache_misses,
+               (unsigned long long)s.cache_invalidations);
+        assert_true(s.cache_hits > 0 && s.cache_invalidations > 0);
+    }
     iqdb_filter_destroy(even);
     iqdb_close(db);
+}
+
+static void test_concurrency_readers_and_writers(void **state) {
+    (void)state;
+    run(0);
+}
+
+/* The same with a result cache and repeating queries: cached answers pass the same exact checks
+ * while writers churn (and TSan watches lookups, inserts and invalidations interleave). */
+static void test_concurrency_with_cache(void **state) {
+    (void)state;
+    run(64);
 }
 
 int main(void) {
     iqdbt_simd_gate();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrency_readers_and_writers),
+        cmocka_unit_test(test_concurrency_with_cache),
     };
     return cmocka_run_group_tests_name("concurrency", tests, NULL, NULL);
 }

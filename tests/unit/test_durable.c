@@ -5,8 +5,10 @@
  * format version and foreign files refused; read-only handles), iqdb_checkpoint (happy, in
  * memory, read-only, after a failed fsync, automatic), iqdb_close (checkpoints), the
  * compression and sync options, the durability fields of iqdb_stats, iqdb_compression_available,
- * the WAL damage rule of docs/FORMAT.md (recovery rule 4), in both of its directions, and an
- * HNSW database (the graph loaded from the snapshot, never rebuilt; WAL replay into it).
+ * the WAL damage rule of docs/FORMAT.md (recovery rule 4), in both of its directions, an HNSW
+ * database (the graph loaded from the snapshot, never rebuilt; WAL replay into it), and IVF /
+ * quantized databases (reopen loads the trained index, WAL replay assigns to lists, iqdb_optimize
+ * persists, hostile IVF sections and quantizer parameters are corrupt).
  *
  * Real files in a fresh temporary directory per test; the simulated file system
  * (tests/common/simfs) where a failed fsync or an exact crash image is needed. Every handle uses
@@ -441,15 +443,15 @@ static void test_durable_index_from_file(void **state) {
     assert_int_equal(iqdb__get32(params_of(s) + 4), 32);
     assert_int_equal(iqdb__get64(params_of(s) + 20), 77);
 
-    /* a file that names the IVF index opens as IVF whatever the options say: this build has
-     * none, so the open is IQDB_UNSUPPORTED, not a silent flat index */
+    /* a file that names the IVF index opens as IVF whatever the options say, and the flat
+     * index's (empty) section is no IVF section */
     uint8_t *h = malloc(len);
     memcpy(h, s, len);
     iqdb__put32(h + 24, IQDB_INDEX_IVF);
     iqdb__put32(params_of(h), IQDB_INDEX_IVF);
     recrc_snapshot(h);
     write_file(path, h, len);
-    assert_int_equal(open_rc(path, &o), IQDB_UNSUPPORTED);
+    assert_int_equal(open_rc(path, &o), IQDB_CORRUPT_SNAPSHOT);
     /* one that names HNSW opens as HNSW, and the flat index's section is no HNSW graph */
     memcpy(h, s, len);
     iqdb__put32(h + 24, IQDB_INDEX_HNSW);
@@ -508,7 +510,7 @@ static void hnsw_answers(iqdb *db, iqdb_hit *hits, size_t *n) {
     for (int q = 0; q < HQ; q++) {
         float v[HD];
         iqdbt_fill(&r, v, HD, -1, 1);
-        iqdb_search_info info;
+        iqdb_search_info info = {.struct_size = sizeof info};
         assert_int_equal(iqdb_search(db, v, 10, &p, hits + q * 10, &n[q], &info), IQDB_OK);
         assert_int_equal(info.strategy, IQDB_STRATEGY_HNSW);
     }
@@ -1291,6 +1293,284 @@ static void test_durable_wal_lost_unsynced_records(void **state) {
     free(wal);
 }
 
+/* ============================================================================================ */
+/* IVF and quantized indexes                                                                    */
+/* ============================================================================================ */
+
+enum { IDIM = 16, IROWS = 3000, IQ = 25, IK = 10 };
+
+/* Rows around 12 centres, so the lists mean something; deterministic. */
+static void ivf_rows(float *v, size_t n, uint32_t seed) {
+    uint32_t x = seed * 2654435761u + 1u;
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < IDIM; d++) {
+            x = x * 1664525u + 1013904223u;
+            float noise = (float)(x >> 8) / 16777216.0f - 0.5f;
+            v[i * IDIM + d] = (float)((i % 12) * (d % 5 == (int)(i % 5) ? 3 : 1)) + noise;
+        }
+}
+
+/* Every query's hits (ids and distances) into out (IQ * IK, padded with id UINT64_MAX). */
+static void ivf_results(iqdb *db, iqdb_hit *out) {
+    float q[IQ * IDIM];
+    ivf_rows(q, IQ, 99);
+    for (int i = 0; i < IQ; i++) {
+        size_t n = 0;
+        iqdb_search_info info = {.struct_size = sizeof info};
+        assert_int_equal(iqdb_search(db, q + i * IDIM, IK, NULL, out + i * IK, &n, &info), IQDB_OK);
+        assert_int_equal(n, IK);
+        assert_true(info.strategy == IQDB_STRATEGY_IVF || info.strategy == IQDB_STRATEGY_CODES);
+    }
+}
+
+static void expect_same_results(const iqdb_hit *a, const iqdb_hit *b, const char *what) {
+    for (int i = 0; i < IQ * IK; i++)
+        if (a[i].id != b[i].id || memcmp(&a[i].distance, &b[i].distance, sizeof(float)) != 0) {
+            print_error("%s: query %d hit %d: id %llu %.9g, before %llu %.9g\n", what, i / IK,
+                        i % IK, (unsigned long long)b[i].id, (double)b[i].distance,
+                        (unsigned long long)a[i].id, (double)a[i].distance);
+            fail();
+        }
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    uint8_t *b = read_file(from, &n);
+    write_file(to, b, n);
+    free(b);
+}
+
+/* Write, close, reopen with other options: the index kind, its parameters and the quantizer
+ * come from the file; the trained structures are loaded (trained_rows and the list count are
+ * unchanged, nothing is trained), results are identical bit for bit, and iqdb_check passes.
+ * Then WAL replay: writes after the snapshot, a crash image taken with every record synced,
+ * and the image must equal the live handle (the replayed rows assigned to lists). */
+static void test_durable_ivf_reopen(void **state) {
+    (void)state;
+    static const struct {
+        iqdb_index_kind index;
+        iqdb_quant quant;
+        iqdb_metric metric;
+        int optimize;
+    } cases[] = {
+        {IQDB_INDEX_IVF, IQDB_QUANT_NONE, IQDB_METRIC_L2, 0},
+        {IQDB_INDEX_IVF, IQDB_QUANT_SQ8, IQDB_METRIC_COSINE, 1},
+        {IQDB_INDEX_IVF, IQDB_QUANT_PQ, IQDB_METRIC_L2, 0},
+        {IQDB_INDEX_IVF, IQDB_QUANT_BINARY, IQDB_METRIC_DOT, 1},
+        {IQDB_INDEX_FLAT, IQDB_QUANT_SQ8, IQDB_METRIC_L2, 0},
+    };
+    float *rows = malloc(sizeof(float) * IROWS * IDIM);
+    iqdb_id *ids = malloc(sizeof(iqdb_id) * IROWS);
+    iqdb_hit *before = malloc(sizeof(iqdb_hit) * IQ * IK);
+    iqdb_hit *after = malloc(sizeof(iqdb_hit) * IQ * IK);
+    ivf_rows(rows, IROWS, 1);
+    for (size_t i = 0; i < IROWS; i++) ids[i] = 1000 + i;
+    char image[320];
+    snprintf(image, sizeof image, "%s/image", dir);
+    char image_wal[330];
+    snprintf(image_wal, sizeof image_wal, "%s/image.wal", dir);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        print_message("case %zu: index %d quant %d metric %d\n", c, (int)cases[c].index,
+                      (int)cases[c].quant, (int)cases[c].metric);
+        remove(path);
+        remove(wal_path);
+        iqdb_options o = opts(IDIM, cases[c].metric);
+        o.index = cases[c].index;
+        o.ivf.n_lists = cases[c].index == IQDB_INDEX_IVF ? 8 : 0;
+        o.ivf.n_probes = 2;
+        o.quant.kind = cases[c].quant;
+        o.quant.pq_m = cases[c].quant == IQDB_QUANT_PQ ? 4 : 0;
+        o.quant.oversample = cases[c].quant != IQDB_QUANT_NONE ? 3 : 0;
+        iqdb *db = open_ok(path, &o);
+        assert_int_equal(iqdb_upsert_batch(db, IROWS, ids, rows, NULL), IQDB_OK);
+        if (cases[c].optimize) assert_int_equal(iqdb_optimize(db), IQDB_OK);
+        assert_int_equal(iqdb_delete(db, 1000 + 7, NULL), IQDB_OK);
+        iqdb_stats s0 = stats_of(db);
+        assert_int_equal(s0.trained, 1);
+        assert_true(s0.trained_rows > 0);
+        ivf_results(db, before);
+        assert_int_equal(iqdb_close(db), IQDB_OK);
+
+        /* reopen with the defaults: everything comes from the file */
+        iqdb_options plain = opts(IDIM, cases[c].metric);
+        db = open_ok(path, &plain);
+        iqdb_stats s1 = stats_of(db);
+        assert_int_equal(s1.index, cases[c].index);
+        assert_int_equal(s1.quant, cases[c].quant);
+        assert_int_equal(s1.trained, 1);
+        assert_int_equal(s1.trained_rows, s0.trained_rows); /* loaded, not trained again */
+        assert_int_equal(s1.ivf_lists, s0.ivf_lists);
+        assert_int_equal(s1.code_bytes, s0.code_bytes);
+        assert_true(s1.mem_codes >= s1.count * s1.code_bytes); /* capacities may differ */
+        assert_int_equal(db->opts.ivf.n_probes, 2);
+        assert_int_equal(db->opts.quant.oversample, o.quant.oversample);
+        assert_int_equal(db->opts.quant.pq_m, o.quant.pq_m);
+        ivf_results(db, after);
+        expect_same_results(before, after, "after reopen");
+        assert_int_equal(iqdb_check(db), IQDB_OK);
+
+        /* writes after the snapshot live in the WAL only; a crash image must replay them into
+         * the lists (synced: ALWAYS is the default) */
+        float extra[40 * IDIM];
+        iqdb_id eids[40];
+        ivf_rows(extra, 40, 7);
+        for (int i = 0; i < 40; i++) eids[i] = 50000 + (iqdb_id)i;
+        assert_int_equal(iqdb_upsert_batch(db, 40, eids, extra, NULL), IQDB_OK);
+        assert_int_equal(iqdb_delete(db, 1000 + 8, NULL), IQDB_OK);
+        ivf_results(db, before);
+        iqdb_stats s2 = stats_of(db);
+        copy_file(path, image);
+        copy_file(wal_path, image_wal);
+        iqdb *img = open_ok(image, &plain);
+        iqdb_stats s3 = stats_of(img);
+        assert_int_equal(s3.count, s2.count);
+        assert_int_equal(s3.trained_rows, s2.trained_rows);
+        assert_int_equal(s3.ivf_lists, s2.ivf_lists);
+        ivf_results(img, after);
+        expect_same_results(before, after, "after WAL replay");
+        assert_int_equal(iqdb_check(img), IQDB_OK);
+        assert_int_equal(iqdb_close(img), IQDB_OK);
+        assert_int_equal(iqdb_close(db), IQDB_OK);
+        remove(image);
+        remove(image_wal);
+    }
+    free(rows);
+    free(ids);
+    free(before);
+    free(after);
+}
+
+/* iqdb_optimize on a durable handle checkpoints its result: a crash image taken right after it
+ * (no write since) loads the retrained index. */
+static void test_durable_ivf_optimize_persists(void **state) {
+    (void)state;
+    iqdb_options o = opts(IDIM, IQDB_METRIC_L2);
+    o.index = IQDB_INDEX_IVF;
+    float *rows = malloc(sizeof(float) * 1500 * IDIM);
+    iqdb_id *ids = malloc(sizeof(iqdb_id) * 1500);
+    ivf_rows(rows, 1500, 3);
+    for (size_t i = 0; i < 1500; i++) ids[i] = i;
+    iqdb *db = open_ok(path, &o);
+    assert_int_equal(iqdb_upsert_batch(db, 1000, ids, rows, NULL), IQDB_OK);
+    assert_int_equal(stats_of(db).trained, 0); /* below the automatic threshold */
+    assert_int_equal(iqdb_checkpoint(db), IQDB_OK);
+    assert_int_equal(iqdb_optimize(db), IQDB_OK); /* trains 1,000 rows and checkpoints */
+    iqdb_stats s = stats_of(db);
+    assert_int_equal(s.trained, 1);
+    assert_int_equal(s.trained_rows, 1000);
+    char image[320], image_wal[330];
+    snprintf(image, sizeof image, "%s/image", dir);
+    snprintf(image_wal, sizeof image_wal, "%s/image.wal", dir);
+    copy_file(path, image);
+    copy_file(wal_path, image_wal);
+    iqdb *img = open_ok(image, &o);
+    iqdb_stats si = stats_of(img);
+    assert_int_equal(si.trained, 1);
+    assert_int_equal(si.trained_rows, 1000);
+    assert_int_equal(si.ivf_lists, s.ivf_lists);
+    assert_int_equal(iqdb_close(img), IQDB_OK);
+    /* a read-only handle cannot optimize */
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    iqdb_options ro = o;
+    ro.read_only = 1;
+    db = open_ok(path, &ro);
+    assert_int_equal(iqdb_optimize(db), IQDB_READONLY);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    /* codes-only databases are in memory only */
+    iqdb_options co = opts(IDIM, IQDB_METRIC_L2);
+    co.quant.kind = IQDB_QUANT_SQ8;
+    co.quant.flags = IQDB_QUANT_CODES_ONLY;
+    assert_int_equal(open_rc(image, &co), IQDB_UNSUPPORTED);
+    free(rows);
+    free(ids);
+}
+
+/* Recomputes the CRCs of an uncompressed snapshot's section `k` (0-based; one block), then the
+ * table's and the header's. */
+static void recrc_section(uint8_t *s, int k) {
+    uint8_t *e = s + IQDB__SNAP_HDR + (size_t)k * IQDB__SNAP_ENTRY;
+    size_t off = (size_t)iqdb__get64(e + 8), stored = (size_t)iqdb__get64(e + 16),
+           raw = (size_t)iqdb__get64(e + 24);
+    assert_int_equal(stored, raw + IQDB__BLOCK_HDR); /* one uncompressed block */
+    iqdb__put32(e + 32, iqdb__crc32c(0, s + off, stored));
+    iqdb__put32(e + 36, iqdb__crc32c(0, s + off + IQDB__BLOCK_HDR, raw));
+    iqdb__put32(s + 52,
+                iqdb__crc32c(0, s + IQDB__SNAP_HDR, IQDB__SNAP_SECTIONS * IQDB__SNAP_ENTRY));
+    iqdb__put32(s + 60, iqdb__crc32c(0, s, 60));
+}
+
+/* Hostile IVF sections and quantizer parameters with valid checksums: every one is
+ * IQDB_CORRUPT_SNAPSHOT (never a crash, never a silent index), and the control opens. The IVF
+ * module's own test (test_ivf) covers every field of the section; this one goes through the
+ * file. */
+static void test_durable_ivf_hostile(void **state) {
+    (void)state;
+    iqdb_options o = opts(IDIM, IQDB_METRIC_L2);
+    o.index = IQDB_INDEX_IVF;
+    o.ivf.n_lists = 8;
+    o.quant.kind = IQDB_QUANT_SQ8;
+    float *rows = malloc(sizeof(float) * IROWS * IDIM);
+    iqdb_id *ids = malloc(sizeof(iqdb_id) * IROWS);
+    ivf_rows(rows, IROWS, 5);
+    for (size_t i = 0; i < IROWS; i++) ids[i] = i;
+    iqdb *db = open_ok(path, &o);
+    assert_int_equal(iqdb_upsert_batch(db, IROWS, ids, rows, NULL), IQDB_OK);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    size_t len;
+    uint8_t *s = read_file(path, &len);
+    uint8_t *h = malloc(len);
+    uint8_t *ivf = s + iqdb__get64(s + IQDB__SNAP_HDR + 3 * IQDB__SNAP_ENTRY + 8) + IQDB__BLOCK_HDR;
+    size_t ivf_off = (size_t)(ivf - s);
+    size_t first = 64 + 8 * IDIM * 4 + 2 * IDIM * 4; /* header, centroids, SQ8 lo and step */
+    uint32_t first_n = iqdb__get32(ivf + first);
+    assert_true(first_n > 0);
+    static const struct {
+        int section; /* 0 params, 3 index */
+        size_t at;   /* in the section's content; SIZE_MAX - k: the first list + k */
+        uint32_t v;
+        const char *what;
+    } cases[] = {
+        {0, 40, IQDB_QUANT_PQ, "params: another quantizer than the section's"},
+        {0, 40, 9, "params: unknown quantizer"},
+        {0, 40, IQDB_QUANT_NONE, "params: no quantizer, the section has one"},
+        {0, 52, IQDB_QUANT_CODES_ONLY, "params: codes only"},
+        {0, 44, 17, "params: pq_m > dim"},
+        {3, 24, 9, "n_lists"},
+        {3, 24, 0, "zero lists"},
+        {3, 28, IDIM + 1, "code size"},
+        {3, 40, IROWS + 1, "entry count"},
+        {3, SIZE_MAX, 0, "first list length"},
+        {3, SIZE_MAX - 1, IROWS + 5, "slot out of range"},
+        {3, 64, 0x7f800000u, "infinite centroid"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memcpy(h, s, len);
+        uint8_t *base = cases[c].section == 0 ? params_of(h) : h + ivf_off;
+        size_t at =
+            cases[c].at >= SIZE_MAX - 1 ? first + (SIZE_MAX - cases[c].at) * 4 : cases[c].at;
+        uint32_t v = cases[c].at == SIZE_MAX ? first_n + 1 : cases[c].v;
+        iqdb__put32(base + at, v);
+        recrc_section(h, cases[c].section);
+        write_file(path, h, len);
+        int rc = open_rc(path, &o);
+        if (rc != IQDB_CORRUPT_SNAPSHOT)
+            print_error("case %zu (%s): %d %s\n", c, cases[c].what, rc, iqdb_errmsg(NULL));
+        assert_int_equal(rc, IQDB_CORRUPT_SNAPSHOT);
+    }
+    /* the control: recomputed checksums alone change nothing */
+    memcpy(h, s, len);
+    recrc_section(h, 3);
+    write_file(path, h, len);
+    db = open_ok(path, &o);
+    assert_int_equal(stats_of(db).count, IROWS);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    free(h);
+    free(s);
+    free(rows);
+    free(ids);
+}
+
 int main(void) {
     iqdbt_simd_gate();
 #define T(name) cmocka_unit_test_setup_teardown(test_durable_##name, setup, teardown)
@@ -1315,6 +1595,9 @@ int main(void) {
         T(compression_available),
         T(wal_damaged_synced_record),
         T(wal_lost_unsynced_records),
+        T(ivf_reopen),
+        T(ivf_optimize_persists),
+        T(ivf_hostile),
     };
 #undef T
     return cmocka_run_group_tests_name("durable", tests, NULL, NULL);

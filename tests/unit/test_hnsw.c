@@ -600,10 +600,10 @@ static size_t fx_search(fixture *f, iqdb__index *ix, const float *q, size_t k, i
     assert_non_null(s);
     assert_int_equal(iqdb__scratch_cand(s, &f->mem, k), IQDB_OK);
     iqdb__query qq = {
-        q, sqrtf(f->env.kern->pair[IQDB__OP_DOT](q, q, f->st.dim)), k, NULL, NULL, 12, 0, 0};
+        q, sqrtf(f->env.kern->pair[IQDB__OP_DOT](q, q, f->st.dim)), k, NULL, NULL, 12, 0, 0, 0};
     iqdb__topk top;
     iqdb__topk_init(&top, s->cand, k);
-    iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0};
+    iqdb__sinfo si = {1, IQDB_STRATEGY_NONE, 0, 0, 0, 0, 0};
     assert_int_equal(iqdb__index_search(ix, &f->env, &qq, s, &top, &si), IQDB_OK);
     size_t n;
     iqdb__hits_from_top(&f->st, &top, hits, &n);

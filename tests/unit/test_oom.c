@@ -11,6 +11,11 @@
  * succeeded with the right effect or returned IQDB_NOMEM with the database unchanged (every
  * record's vector and metadata compared), that iqdb_check passes, and that closing leaks
  * nothing. N runs 1, 2, ... until the call completes without meeting the failure.
+ *
+ * The loop runs on a flat database, and again on IVF databases: untrained, trained (by
+ * iqdb_optimize), trained with an SQ8 quantizer, and one a batch pushes over the automatic
+ * training threshold (a training that fails for lack of memory is skipped, and the write
+ * itself still succeeds or fails as a whole).
  */
 #include "../common/testutil.h"
 
@@ -21,6 +26,17 @@ enum { DIM = 12, IDS = 64, KEYS = 64 };
 static iqdbt_alloc A;
 static iqdb_allocator AL;
 static iqdb_index_kind KIND = IQDB_INDEX_FLAT; /* the index of every database the loop builds */
+
+/* What fresh_db builds. */
+enum {
+    MODE_FLAT,
+    MODE_IVF_UNTRAINED,
+    MODE_IVF_TRAINED,
+    MODE_SQ8_TRAINED,
+    MODE_IVF_THRESHOLD,
+    MODE_CODES_ONLY /* flat SQ8 with IQDB_QUANT_CODES_ONLY, trained: no vectors stored */
+};
+static int mode = MODE_FLAT;
 
 /* ---- state snapshots ------------------------------------------------------------------------ */
 
@@ -147,6 +163,15 @@ static void assert_same(const snapshot *a, const snapshot *b, const char *op, lo
 /* ---- fixtures ---------------------------------------------------------------------------------
  */
 
+/* Equal vectors; codes only: within half an SQ8 step (the values span -11..11: 22/255/2). */
+static void assert_vec(const float *want, const float *got) {
+    for (int j = 0; j < DIM; j++)
+        if (mode == MODE_CODES_ONLY ? fabsf(want[j] - got[j]) > 0.044f : want[j] != got[j]) {
+            print_error("component %d: %g, expected %g\n", j, got[j], want[j]);
+            fail();
+        }
+}
+
 static void vec_of(float *v, uint64_t id, int version) {
     for (int j = 0; j < DIM; j++)
         v[j] = (float)((id * 7 + (uint64_t)j * 3 + (uint64_t)version) % 23) - 11;
@@ -169,6 +194,9 @@ static iqdb *fresh_db(iqdb_metric metric) {
     o.hnsw.ef_construction = 16;
     o.allocator = AL;
     o.threads = 2;
+    if (mode != MODE_FLAT && mode != MODE_CODES_ONLY) o.index = IQDB_INDEX_IVF;
+    if (mode == MODE_SQ8_TRAINED || mode == MODE_CODES_ONLY) o.quant.kind = IQDB_QUANT_SQ8;
+    if (mode == MODE_CODES_ONLY) o.quant.flags = IQDB_QUANT_CODES_ONLY;
     iqdb *db;
     assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
     float v[DIM];
@@ -178,7 +206,24 @@ static iqdb *fresh_db(iqdb_metric metric) {
         assert_int_equal(iqdb_upsert(db, id, v, m), IQDB_OK);
         iqdb_meta_destroy(m);
     }
-    for (int i = 0; i < 12; i++) { /* keyed records beside them */
+    if (mode == MODE_IVF_TRAINED || mode == MODE_SQ8_TRAINED || mode == MODE_CODES_ONLY)
+        assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    if (mode == MODE_IVF_THRESHOLD) { /* 1020 rows: 4 short of the automatic training */
+        iqdb_id ids[980];
+        float *vs = malloc(980 * DIM * sizeof(float));
+        for (int i = 0; i < 980; i++) {
+            ids[i] = 1000 + (iqdb_id)i;
+            vec_of(vs + i * DIM, ids[i], 1);
+        }
+        assert_int_equal(iqdb_upsert_batch(db, 980, ids, vs, NULL), IQDB_OK);
+        free(vs);
+        iqdb_stats st = {.struct_size = sizeof st};
+        iqdb_stats_get(db, &st);
+        assert_int_equal(st.trained, 0);
+    }
+    for (int i = 0; mode == MODE_FLAT && i < 12; i++) { /* keyed records beside them (flat
+                                                           only: they would move the IVF
+                                                           training thresholds) */
         uint8_t k[4];
         size_t kl = key_of(i, k);
         vec_of(v, 100 + (uint64_t)i, 0);
@@ -222,7 +267,7 @@ static void verify_upsert_new(iqdb *db) {
     float v[DIM], w[DIM];
     vec_of(v, 50, 1);
     assert_int_equal(iqdb_get(db, 50, w, NULL), IQDB_OK);
-    assert_memory_equal(v, w, sizeof v);
+    assert_vec(v, w);
 }
 
 static int op_upsert_replace(iqdb **db) {
@@ -237,7 +282,7 @@ static void verify_upsert_replace(iqdb *db) {
     float v[DIM], w[DIM];
     vec_of(v, 5, 2);
     assert_int_equal(iqdb_get(db, 5, w, NULL), IQDB_OK);
-    assert_memory_equal(v, w, sizeof v);
+    assert_vec(v, w);
 }
 
 static int op_upsert_batch(iqdb **db) {
@@ -255,11 +300,12 @@ static int op_upsert_batch(iqdb **db) {
 static void verify_upsert_batch(iqdb *db) {
     uint64_t n;
     iqdb_count(db, &n);
-    assert_int_equal(n, 40 + 12 + 7);
+    assert_int_equal(n, 40 + (mode == MODE_FLAT ? 12 : 0) + 7 +
+                            (mode == MODE_IVF_THRESHOLD ? 980 : 0));
     float v[DIM], w[DIM];
     vec_of(v, 41, 3 + 6); /* the later duplicate */
     assert_int_equal(iqdb_get(db, 41, w, NULL), IQDB_OK);
-    assert_memory_equal(v, w, sizeof v);
+    assert_vec(v, w);
 }
 
 /* A batch of 300 (new ids and replacements): the HNSW parallel build. */
@@ -408,7 +454,8 @@ static int op_get_key(iqdb **db) {
     iqdb_meta_destroy(m);
     return rc;
 }
-/* A search, then every keyed hit's key: resolving allocates nothing, so only the search fails. */
+/* A search, then every keyed hit's key: resolving allocates nothing, so only the search fails.
+ */
 static int op_hit_key(iqdb **db) {
     float q[DIM];
     vec_of(q, 104, 0);
@@ -487,6 +534,12 @@ static int op_search_batch(iqdb **db) { return do_search(*db, 0, 1); }
 static int op_search_batch_filtered(iqdb **db) { return do_search(*db, 1, 1); }
 
 static int op_check(iqdb **db) { return iqdb_check(*db); }
+static void verify_optimize(iqdb *db) {
+    iqdb_stats st = {.struct_size = sizeof st};
+    assert_int_equal(iqdb_stats_get(db, &st), IQDB_OK);
+    assert_int_equal(st.trained, mode != MODE_FLAT);
+    assert_int_equal(st.mem_vectors < 1024, mode == MODE_CODES_ONLY);
+}
 static int op_stats(iqdb **db) {
     iqdb_stats s = {.struct_size = sizeof s};
     return iqdb_stats_get(*db, &s);
@@ -590,6 +643,76 @@ static void test_oom_search_batch(void **s) {
     op_def b = {"search_batch filtered", op_search_batch_filtered, NULL, 1};
     oom_loop(&b, 1);
 }
+/* The IVF databases: every write, search and optimize, each failure leaving them unchanged. */
+static void ivf_ops(void) {
+    op_def ops[] = {{"ivf upsert new", op_upsert_new, verify_upsert_new, 0},
+                    {"ivf upsert replace", op_upsert_replace, verify_upsert_replace, 0},
+                    {"ivf upsert_batch", op_upsert_batch, verify_upsert_batch, 0},
+                    {"ivf delete", op_delete, verify_delete, 0},
+                    {"ivf optimize", op_optimize, verify_optimize, 0},
+                    {"ivf check", op_check, NULL, 0}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) oom_loop(&ops[i], -1);
+    op_def s0 = {"ivf search", op_search, NULL, 0},
+           s1 = {"ivf search filtered", op_search_filtered, NULL, 0};
+    op_def b0 = {"ivf search_batch", op_search_batch, NULL, 0},
+           b1 = {"ivf search_batch filtered", op_search_batch_filtered, NULL, 0};
+    oom_loop(&s0, 0);
+    oom_loop(&s1, 1);
+    oom_loop(&b0, 0);
+    oom_loop(&b1, 1);
+}
+/* The IVF / quantizer loops run at one kernel level only (their allocation paths do not depend
+ * on it): the scalar one, which every platform has. At the other levels they are skipped, which
+ * keeps test_oom within its CI time (each loop trains an index at every allocation count). */
+static int ivf_level(void) {
+    const char *lv = getenv("IQDB_SIMD");
+    return !lv || !*lv || strcmp(lv, "scalar") == 0;
+}
+#define IVF_LEVEL_ONLY()                                                   \
+    do {                                                                   \
+        if (!ivf_level()) {                                                \
+            print_message("IVF OOM loops run at IQDB_SIMD=scalar only\n"); \
+            return;                                                        \
+        }                                                                  \
+    } while (0)
+
+static void test_oom_ivf_untrained(void **s) {
+    (void)s;
+    IVF_LEVEL_ONLY();
+    mode = MODE_IVF_UNTRAINED;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_ivf_trained(void **s) {
+    (void)s;
+    IVF_LEVEL_ONLY();
+    mode = MODE_IVF_TRAINED;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_ivf_sq8_trained(void **s) {
+    (void)s;
+    IVF_LEVEL_ONLY();
+    mode = MODE_SQ8_TRAINED;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_codes_only(void **s) {
+    (void)s;
+    IVF_LEVEL_ONLY();
+    mode = MODE_CODES_ONLY;
+    ivf_ops();
+    mode = MODE_FLAT;
+}
+static void test_oom_ivf_training_threshold(void **s) {
+    (void)s;
+    IVF_LEVEL_ONLY();
+    mode = MODE_IVF_THRESHOLD; /* the batch brings 1020 rows to 1027: training runs after it */
+    op_def op = {"ivf batch over the threshold", op_upsert_batch, verify_upsert_batch, 0};
+    oom_loop(&op, -1);
+    mode = MODE_FLAT;
+}
+
 static void test_oom_keys(void **s) {
     (void)s;
     op_def ops[] = {{"upsert_key new", op_upsert_key_new, verify_upsert_key_new, 0},
@@ -692,7 +815,8 @@ static void test_oom_meta_and_filters(void **s) {
     }
 }
 
-/* ---- durable handles: open (create and recover), upsert, checkpoint, close ----------------- */
+/* ---- durable handles: open (create and recover), upsert, checkpoint, close -----------------
+ */
 
 static char ddir[64], dpath[80];
 
@@ -912,6 +1036,11 @@ int main(void) {
         cmocka_unit_test_setup(test_oom_hnsw_writes, setup),
         cmocka_unit_test_setup(test_oom_hnsw_reads, setup),
         cmocka_unit_test_setup(test_oom_meta_and_filters, setup),
+        cmocka_unit_test_setup(test_oom_ivf_untrained, setup),
+        cmocka_unit_test_setup(test_oom_ivf_trained, setup),
+        cmocka_unit_test_setup(test_oom_ivf_sq8_trained, setup),
+        cmocka_unit_test_setup(test_oom_ivf_training_threshold, setup),
+        cmocka_unit_test_setup(test_oom_codes_only, setup),
         cmocka_unit_test_setup(test_oom_durable, setup),
     };
     return cmocka_run_group_tests_name("oom", tests, NULL, NULL);
