@@ -635,9 +635,9 @@ static void test_cache_hnsw_and_keys(void **state) {
     assert_int_equal(search(db, v, 5, NULL, h2, &n2), 1);
     assert_int_equal(n1, n2);
     assert_memory_equal(h1, h2, n1 * sizeof *h1);
-    float far[DIM];
-    vec_at(far, 90000);
-    assert_int_equal(iqdb_upsert(db, 5000, far, NULL), IQDB_OK);
+    float distant[DIM];
+    vec_at(distant, 90000);
+    assert_int_equal(iqdb_upsert(db, 5000, distant, NULL), IQDB_OK);
     assert_int_equal(stats(db).cache_invalidations, 1); /* approximate: evicted anyway */
     assert_int_equal(search(db, v, 5, NULL, h2, &n2), 0);
     assert_memory_equal(h1, h2, n1 * sizeof *h1);
@@ -654,10 +654,10 @@ static void test_cache_hnsw_and_keys(void **state) {
     vec_at(v, 3.1f);
     search(db, v, 2, NULL, h1, &n1); /* k3, k4 */
     assert_int_equal(search(db, v, 2, NULL, h1, &n1), 1);
-    vec_at(far, 70000);
-    assert_int_equal(iqdb_upsert_key(db, "k15", 3, far, NULL), IQDB_OK); /* not in the result */
+    vec_at(distant, 70000);
+    assert_int_equal(iqdb_upsert_key(db, "k15", 3, distant, NULL), IQDB_OK); /* not in the result */
     assert_int_equal(stats(db).cache_invalidations, 0);
-    assert_int_equal(iqdb_upsert_key(db, "k4", 2, far, NULL), IQDB_OK); /* in it */
+    assert_int_equal(iqdb_upsert_key(db, "k4", 2, distant, NULL), IQDB_OK); /* in it */
     assert_int_equal(stats(db).cache_invalidations, 1);
     search(db, v, 2, NULL, h1, &n1);
     assert_int_equal(search(db, v, 2, NULL, h1, &n1), 1);

@@ -225,7 +225,7 @@ static void test_keys_bad_input(void **state) {
     vec_of(two, 3);
     vec_of(two + DIM, 4);
     size_t len = 9;
-    iqdb_hit u64hit = {5, 0.0f, 0}, gone = {12345, 0.0f, 1}, far = {1, 0.0f, UINT32_MAX};
+    iqdb_hit u64hit = {5, 0.0f, 0}, gone = {12345, 0.0f, 1}, oob = {1, 0.0f, UINT32_MAX};
     const struct {
         const char *what;
         int rc, want;
@@ -252,7 +252,7 @@ static void test_keys_bad_input(void **state) {
         {"hit_key NULL buf cap 4", iqdb_hit_key(db, &gone, NULL, 4, &len), IQDB_MISUSE},
         {"hit_key u64 hit", iqdb_hit_key(db, &u64hit, NULL, 0, &len), IQDB_INVALID},
         {"hit_key stale handle", iqdb_hit_key(db, &gone, NULL, 0, &len), IQDB_NOTFOUND},
-        {"hit_key slot out of range", iqdb_hit_key(db, &far, NULL, 0, &len), IQDB_NOTFOUND},
+        {"hit_key slot out of range", iqdb_hit_key(db, &oob, NULL, 0, &len), IQDB_NOTFOUND},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].rc != cases[i].want)
