@@ -30,8 +30,8 @@
 enum { T1 = 0, T2 = 1, B1 = 2, B2 = 3 };
 #define MAX_ENTRIES (1u << 20)
 
-typedef struct entry {
-    struct entry *hnext, *prev, *next;
+typedef struct cache_entry {
+    struct cache_entry *hnext, *prev, *next;
     uint64_t hash;
     uint8_t list, ghost, exact;
     int complete;
@@ -52,10 +52,10 @@ typedef struct entry {
     iqdb_filter *filter; /* clone, or NULL */
     iqdb__cfilter cf;
     size_t keys_n; /* key-dictionary size cf was compiled against */
-} entry;
+} cache_entry;
 
 typedef struct list {
-    entry *head, *tail;
+    cache_entry *head, *tail;
     size_t n;
 } list;
 
@@ -66,7 +66,7 @@ struct iqdb__cache {
     iqdb_cache_policy policy;
     size_t cap;
     uint64_t max_bytes, ttl_ns;
-    entry **buckets;
+    cache_entry **buckets;
     size_t nb, nodes;
     list l[4];
     size_t len, p; /* real entries; ARC's target size of T1 */
@@ -203,7 +203,7 @@ void iqdb__cache_key_free(iqdb__cache *c, iqdb__cache_key *key) {
     key->fbytes = NULL;
 }
 
-static int key_equal(const iqdb__cache *c, const entry *e, const iqdb__cache_key *key) {
+static int key_equal(const iqdb__cache *c, const cache_entry *e, const iqdb__cache_key *key) {
     return e->hash == key->hash && e->k == key->k && e->ef == key->ef &&
            e->n_probes == key->n_probes && e->pexact == key->exact && e->flen == key->flen &&
            (e->flen == 0 || memcmp(e->fbytes, key->fbytes, e->flen) == 0) &&
@@ -288,7 +288,7 @@ int iqdb__cache_create(iqdb__mem *mem, const iqdb_options *o, uint32_t dim, iqdb
 
 /* ---- nodes ---------------------------------------------------------------------------------- */
 
-static void list_push(list *l, entry *e) {
+static void list_push(list *l, cache_entry *e) {
     e->prev = NULL;
     e->next = l->head;
     if (l->head)
@@ -299,7 +299,7 @@ static void list_push(list *l, entry *e) {
     l->n++;
 }
 
-static void list_unlink(list *l, entry *e) {
+static void list_unlink(list *l, cache_entry *e) {
     if (e->prev)
         e->prev->next = e->next;
     else
@@ -312,13 +312,13 @@ static void list_unlink(list *l, entry *e) {
     l->n--;
 }
 
-static void hash_link(iqdb__cache *c, entry *e) {
+static void hash_link(iqdb__cache *c, cache_entry *e) {
     if (c->nodes + 1 > c->nb) { /* grow (a failure only makes chains longer) */
         size_t nb = c->nb * 2;
-        entry **b = iqdb__calloc(c->mem, nb, sizeof *b);
+        cache_entry **b = iqdb__calloc(c->mem, nb, sizeof *b);
         if (b) {
             for (size_t i = 0; i < c->nb; i++)
-                for (entry *x = c->buckets[i], *nx; x; x = nx) {
+                for (cache_entry *x = c->buckets[i], *nx; x; x = nx) {
                     nx = x->hnext;
                     x->hnext = b[x->hash & (nb - 1)];
                     b[x->hash & (nb - 1)] = x;
@@ -328,20 +328,20 @@ static void hash_link(iqdb__cache *c, entry *e) {
             c->nb = nb;
         }
     }
-    entry **slot = &c->buckets[e->hash & (c->nb - 1)];
+    cache_entry **slot = &c->buckets[e->hash & (c->nb - 1)];
     e->hnext = *slot;
     *slot = e;
     c->nodes++;
 }
 
-static void hash_unlink(iqdb__cache *c, entry *e) {
-    entry **pp = &c->buckets[e->hash & (c->nb - 1)];
+static void hash_unlink(iqdb__cache *c, cache_entry *e) {
+    cache_entry **pp = &c->buckets[e->hash & (c->nb - 1)];
     while (*pp && *pp != e) pp = &(*pp)->hnext;
     if (*pp) *pp = e->hnext;
     c->nodes--;
 }
 
-static void free_entry(iqdb__cache *c, entry *e) {
+static void free_entry(iqdb__cache *c, cache_entry *e) {
     if (!e->ghost) {
         iqdb_filter_destroy(e->filter);
         iqdb__cfilter_free(&e->cf, c->mem);
@@ -350,7 +350,7 @@ static void free_entry(iqdb__cache *c, entry *e) {
 }
 
 /* Unlinks and frees a node (real or ghost). */
-static void drop(iqdb__cache *c, entry *e) {
+static void drop(iqdb__cache *c, cache_entry *e) {
     list_unlink(&c->l[e->list], e);
     hash_unlink(c, e);
     if (e->ghost) {
@@ -363,11 +363,11 @@ static void drop(iqdb__cache *c, entry *e) {
 }
 
 /* ARC: a real entry leaves the cache and its key goes to ghost list `to` (B1 or B2). */
-static void to_ghost(iqdb__cache *c, entry *e, int to) {
+static void to_ghost(iqdb__cache *c, cache_entry *e, int to) {
     uint64_t h = e->hash;
     drop(c, e);
     c->evictions++;
-    entry *g = iqdb__calloc(c->mem, 1, sizeof *g);
+    cache_entry *g = iqdb__calloc(c->mem, 1, sizeof *g);
     if (!g) return; /* only adaptivity is lost */
     g->ghost = 1;
     g->hash = h;
@@ -382,8 +382,8 @@ static void to_ghost(iqdb__cache *c, entry *e, int to) {
         drop(c, c->l[B1].n >= c->l[B2].n ? c->l[B1].tail : c->l[B2].tail);
 }
 
-static entry *find_ghost(iqdb__cache *c, uint64_t h) {
-    for (entry *e = c->buckets[h & (c->nb - 1)]; e; e = e->hnext)
+static cache_entry *find_ghost(iqdb__cache *c, uint64_t h) {
+    for (cache_entry *e = c->buckets[h & (c->nb - 1)]; e; e = e->hnext)
         if (e->ghost && e->hash == h) return e;
     return NULL;
 }
@@ -398,7 +398,7 @@ static void arc_replace(iqdb__cache *c, int hit_in_b2) {
 }
 
 /* Frees one entry to make room (not `keep`). Returns 0 when nothing could go. */
-static int evict_one(iqdb__cache *c, const entry *keep) {
+static int evict_one(iqdb__cache *c, const cache_entry *keep) {
     if (c->policy == IQDB_CACHE_ARC) {
         list *t1 = &c->l[T1], *t2 = &c->l[T2];
         size_t before = c->len;
@@ -412,9 +412,9 @@ static int evict_one(iqdb__cache *c, const entry *keep) {
             to_ghost(c, t1->tail, B1);
         return c->len < before;
     }
-    entry *v = NULL;
+    cache_entry *v = NULL;
     if (c->policy == IQDB_CACHE_LFU) {
-        for (entry *e = c->l[0].tail; e; e = e->prev)
+        for (cache_entry *e = c->l[0].tail; e; e = e->prev)
             if (e != keep && (!v || e->freq < v->freq)) v = e;
     } else {
         v = c->l[0].tail;
@@ -427,7 +427,7 @@ static int evict_one(iqdb__cache *c, const entry *keep) {
 }
 
 /* Links a new real entry by the policy's insertion rule (with room made first). */
-static void policy_insert(iqdb__cache *c, entry *e) {
+static void policy_insert(iqdb__cache *c, cache_entry *e) {
     if (c->policy != IQDB_CACHE_ARC) {
         while (c->len >= c->cap && evict_one(c, NULL)) {
         }
@@ -435,7 +435,7 @@ static void policy_insert(iqdb__cache *c, entry *e) {
         list_push(&c->l[0], e);
     } else {
         list *t1 = &c->l[T1], *t2 = &c->l[T2], *b1 = &c->l[B1], *b2 = &c->l[B2];
-        entry *g = find_ghost(c, e->hash);
+        cache_entry *g = find_ghost(c, e->hash);
         if (g && g->list == B1) {
             size_t d = IQDB_MAX(b1->n ? b2->n / b1->n : 1, (size_t)1);
             c->p = IQDB_MIN(c->cap, c->p + d);
@@ -475,8 +475,8 @@ static void policy_insert(iqdb__cache *c, entry *e) {
         }
 }
 
-static entry *find(iqdb__cache *c, const iqdb__cache_key *key) {
-    for (entry *e = c->buckets[key->hash & (c->nb - 1)]; e; e = e->hnext)
+static cache_entry *find(iqdb__cache *c, const iqdb__cache_key *key) {
+    for (cache_entry *e = c->buckets[key->hash & (c->nb - 1)]; e; e = e->hnext)
         if (!e->ghost && key_equal(c, e, key)) return e;
     return NULL;
 }
@@ -486,7 +486,7 @@ static entry *find(iqdb__cache *c, const iqdb__cache_key *key) {
 int iqdb__cache_lookup(iqdb__cache *c, const iqdb__cache_key *key, iqdb_hit *hits, size_t *n,
                        iqdb__sinfo *info) {
     iqdb__mutex_lock(&c->mu);
-    entry *e = find(c, key);
+    cache_entry *e = find(c, key);
     if (e && c->ttl_ns && iqdb__now_ns() - e->born_ns >= c->ttl_ns) {
         drop(c, e);
         c->evictions++;
@@ -526,10 +526,10 @@ void iqdb__cache_insert(iqdb__cache *c, const iqdb__cache_key *key, const iqdb_f
                         size_t n, const iqdb__sinfo *info) {
     size_t qb = c->dim * sizeof(float), hb, block;
     if (iqdb__mul_overflow(n, sizeof *hits, &hb)) return;
-    block = sizeof(entry) + qb + hb + key->flen;
+    block = sizeof(cache_entry) + qb + hb + key->flen;
     if (block < hb) return;
     if (c->max_bytes && block > c->max_bytes) return; /* could never fit */
-    entry *e = iqdb__alloc(c->mem, block);
+    cache_entry *e = iqdb__alloc(c->mem, block);
     if (!e) return;
     memset(e, 0, sizeof *e);
     e->block = block;
@@ -583,7 +583,7 @@ static int cmp_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int holds_any(const entry *e, const iqdb_id *ids, size_t n, int sorted) {
+static int holds_any(const cache_entry *e, const iqdb_id *ids, size_t n, int sorted) {
     for (size_t i = 0; i < e->n; i++) {
         iqdb_id h = e->hits[i].id;
         if (sorted) {
@@ -597,9 +597,9 @@ static int holds_any(const entry *e, const iqdb_id *ids, size_t n, int sorted) {
 }
 
 /* Could one of the new rows enter e's result? Uses ptrs/dist/ms as scratch (n_slots each). */
-static int new_rows_enter(iqdb__cache *c, entry *e, const iqdb__env *env, const iqdb__keydict *keys,
-                          const uint32_t *slots, size_t n_slots, const float **ptrs, float *dist,
-                          uint32_t *ms) {
+static int new_rows_enter(iqdb__cache *c, cache_entry *e, const iqdb__env *env,
+                          const iqdb__keydict *keys, const uint32_t *slots, size_t n_slots,
+                          const float **ptrs, float *dist, uint32_t *ms) {
     const iqdb__store *st = env->store;
     if (e->filter && e->keys_n != keys->n) { /* new keys: resolve them */
         if (iqdb__filter_compile(e->filter, keys, &e->cf, c->mem)) return 1; /* play safe */
@@ -625,7 +625,7 @@ static int new_rows_enter(iqdb__cache *c, entry *e, const iqdb__env *env, const 
 static void clear_locked(iqdb__cache *c, int count) {
     for (int l = 0; l < 4; l++)
         while (c->l[l].head) {
-            entry *e = c->l[l].head;
+            cache_entry *e = c->l[l].head;
             if (!e->ghost && count) c->invalidations++;
             drop(c, e);
         }
@@ -670,7 +670,7 @@ void iqdb__cache_on_write(iqdb__cache *c, const iqdb__env *env, const iqdb__keyd
         float *dist = (float *)(ptrs + (n_slots ? n_slots : 1));
         uint32_t *ms = (uint32_t *)(dist + (n_slots ? n_slots : 1));
         for (int l = 0; l < 2; l++)
-            for (entry *e = c->l[l].head, *nx; e; e = nx) {
+            for (cache_entry *e = c->l[l].head, *nx; e; e = nx) {
                 nx = e->next;
                 if (e->ghost) continue;
                 if (!e->exact || holds_any(e, sorted ? sorted : ids, n_ids, sorted != NULL) ||
