@@ -170,8 +170,14 @@ typedef struct held_row {
 } held_row;
 
 static void swap_held(iqdb__store *s, uint32_t a, held_row *h, float *spare, size_t vbytes) {
-    held_row t = {s->ids[a],      s->seqs[a], s->sqnorm[a], s->meta[a], s->meta_len[a],
-                  s->live[a],     s->keys ? s->keys[a] : NULL, spare};
+    held_row t = {s->ids[a],
+                  s->seqs[a],
+                  s->sqnorm[a],
+                  s->meta[a],
+                  s->meta_len[a],
+                  s->live[a],
+                  s->keys ? s->keys[a] : NULL,
+                  spare};
     float *va = iqdb__store_vec(s, a);
     memcpy(spare, va, vbytes);
     memcpy(va, h->vec, vbytes);
