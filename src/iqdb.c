@@ -423,14 +423,9 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
     /* the write is done; the index may now reorganise (IVF training), which never fails. A
      * training renumbers the rows (list by list) and retrains the codes: cached hits then name
      * stale slots, so the cache is emptied. */
-    iqdb__index_desc d0, d1;
-    iqdb__index_describe(db->index, &d0);
-    iqdb__index_maintain(db->index, &db->env);
+    if (iqdb__index_maintain(db->index, &db->env)) iqdb__cache_clear(db->cache);
     iqdb__index_reorder_store(db->index, &db->env, &db->store);
     settle_codes_only(db);
-    iqdb__index_describe(db->index, &d1);
-    if (d0.trained != d1.trained || d0.trained_rows != d1.trained_rows || d0.lists != d1.lists)
-        iqdb__cache_clear(db->cache);
     return IQDB_OK;
 }
 

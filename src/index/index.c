@@ -82,12 +82,13 @@ void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
     }
 }
 
-void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env) {
+int iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT:
-    case IQDB__INDEX_HNSW: return;
-    case IQDB__INDEX_IVF: iqdb__ivf_maintain(ix->ivf, env); return;
+    case IQDB__INDEX_HNSW: return 0;
+    case IQDB__INDEX_IVF: return iqdb__ivf_maintain(ix->ivf, env);
     }
+    return 0;
 }
 
 void iqdb__index_reorder_store(iqdb__index *ix, const iqdb__env *env, iqdb__store *store) {

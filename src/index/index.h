@@ -84,8 +84,9 @@ int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32
 void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
 /* Called after a write has been applied, under the write lock: the index may reorganise itself
  * (IVF trains when the row count crosses its thresholds). Never fails: a reorganisation that
- * cannot be done (out of memory) is skipped and tried again later. */
-void iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env);
+ * cannot be done (out of memory) is skipped and tried again later. Returns 1 when the index
+ * reorganised (answers, codes and, after reorder_store, slots may change), else 0. */
+int iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env);
 /* Rebuilds the index from the rows (iqdb_optimize). IQDB_OK or IQDB_NOMEM (unchanged). */
 int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
 /* Right after maintain / optimize, with every live slot in the id map: the index may move rows

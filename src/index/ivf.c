@@ -560,15 +560,17 @@ void iqdb__ivf_destroy(iqdb__ivf *v) {
     iqdb__free(v->mem, v, sizeof *v);
 }
 
-void iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env) {
+int iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env) {
     uint64_t n = env->store->count;
-    if (n == 0 || n < v->next_train) return;
+    if (n == 0 || n < v->next_train) return 0;
     ivf_state ns;
     state_init(v, &ns);
-    if (build(v, env, &ns) == IQDB_OK)
-        install(v, &ns, n);
-    else
+    if (build(v, env, &ns) != IQDB_OK) {
         v->next_train = n + n / 4 + 1; /* out of memory: try again after more growth */
+        return 0;
+    }
+    install(v, &ns, n);
+    return 1;
 }
 
 int iqdb__ivf_optimize(iqdb__ivf *v, const iqdb__env *env) {

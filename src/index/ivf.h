@@ -15,7 +15,7 @@ int iqdb__ivf_create(const iqdb__env *env, const iqdb_options *o, int single, iq
 void iqdb__ivf_destroy(iqdb__ivf *v);
 int iqdb__ivf_insert(iqdb__ivf *v, const iqdb__env *env, uint32_t slot, const float *vec);
 void iqdb__ivf_remove(iqdb__ivf *v, const iqdb__env *env, uint32_t slot);
-void iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env);
+int iqdb__ivf_maintain(iqdb__ivf *v, const iqdb__env *env);
 int iqdb__ivf_optimize(iqdb__ivf *v, const iqdb__env *env);
 /* After a training of IVF-Flat: renumbers the store's slots so that each list's rows are
  * consecutive (see ivf.c, "Row order"). Never fails (out of memory: the order stays). */
