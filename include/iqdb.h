@@ -356,16 +356,26 @@ typedef enum iqdb_progress_op {
     IQDB_PROGRESS_CHECKPOINT = 1,   /**< writing a snapshot: units are bytes (total estimated) */
     IQDB_PROGRESS_IMPORT = 2,       /**< iqdb_upsert_batch: units are records */
     IQDB_PROGRESS_SEARCH_BATCH = 3, /**< iqdb_search_batch: units are queries */
-    IQDB_PROGRESS_BUILD = 4,        /**< building or rebuilding an index (optimize): index
-                                         kinds that build report here */
-    IQDB_PROGRESS_OPTIMIZE = 5      /**< iqdb_optimize, where it has work to do */
+    IQDB_PROGRESS_BUILD = 4,        /**< the index build of an iqdb_upsert_batch (HNSW: units
+                                         are nodes linked, a report per 256) or the automatic
+                                         IVF training after a write (units are steps: 10
+                                         k-means iterations, then centroids, quantizer and
+                                         assignment, total 13) */
+    IQDB_PROGRESS_OPTIMIZE = 5      /**< iqdb_optimize: HNSW nodes linked (per 256) or IVF
+                                         training steps, as for IQDB_PROGRESS_BUILD */
 } iqdb_progress_op;
 
 /**
  * A progress callback, called from long calls every so often (at least once per MiB of snapshot,
- * per 1024 imported records, per 2048 batch queries) with done <= total. Returning non-zero
- * cancels the call: it returns IQDB_INTERRUPTED and the database is exactly as before it.
- * Same thread rules as iqdb_log_fn.
+ * per 1024 imported records, per 2048 batch queries, per 256 HNSW nodes linked, per IVF training
+ * step) with done <= total; done never goes backwards within one op of one call (one call may
+ * report two ops: an iqdb_upsert_batch reports IMPORT, then BUILD). Returning non-zero cancels
+ * the call: it returns IQDB_INTERRUPTED and the records are exactly as before it. One
+ * exception: an automatic IVF training (BUILD after a write) that is cancelled is skipped —
+ * the write itself has been applied and returns IQDB_OK; the training runs again after about
+ * 25 % more rows, or at iqdb_optimize. An interrupted HNSW batch into a non-empty graph leaves
+ * as deleted nodes do: their neighbours' lists are repaired, so the graph holds the same nodes
+ * as before but not necessarily the same edges. Same thread rules as iqdb_log_fn.
  */
 typedef int (*iqdb_progress_fn)(void *ud, iqdb_progress_op op, uint64_t done, uint64_t total);
 
@@ -838,8 +848,9 @@ IQDB_API int iqdb_upsert(iqdb *db, iqdb_id id, const float *vec, const iqdb_meta
  * A durable batch is one WAL record, so a crash keeps all of it or none; a batch whose record
  * would pass 1 GiB is refused with IQDB_INVALID.
  * Returns as iqdb_upsert; IQDB_INVALID names the first bad record in iqdb_errmsg;
- * IQDB_INTERRUPTED (a batch of 1024 records or more stopped by options.progress_fn or
- * iqdb_interrupt: nothing of it was applied or logged).
+ * IQDB_INTERRUPTED (a batch stopped by options.progress_fn or iqdb_interrupt — while its
+ * records are stored, if 1024 or more, or while an HNSW index links them, if 256 or more:
+ * nothing of it was applied or logged).
  * Threads: exclusive. Since: 0.1.
  */
 IQDB_API int iqdb_upsert_batch(iqdb *db, size_t n, const iqdb_id *ids, const float *vecs,
@@ -1178,11 +1189,12 @@ IQDB_API int iqdb_cache_clear(iqdb *db);
 /**
  * Asks every long call running on `db` right now — iqdb_search_batch, iqdb_upsert_batch,
  * iqdb_checkpoint (also the one inside iqdb_close), and index builds — to stop; each returns
- * IQDB_INTERRUPTED at its next check (at least once per MiB, 1024 records or 2048 queries) and
- * leaves the database as it was. Calls that start after iqdb_interrupt returns are not affected;
- * a call that finishes before its next check succeeds. Single searches and single writes are
- * too short to check. Safe to call from any thread, including a progress or log callback.
- * Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1.
+ * IQDB_INTERRUPTED at its next check (at least once per MiB, 1024 records, 2048 queries, 256
+ * HNSW nodes or IVF training step) and leaves the database as it was (an automatic IVF training
+ * after a write is skipped instead: see iqdb_progress_fn). Calls that start after iqdb_interrupt
+ * returns are not affected; a call that finishes before its next check succeeds. Single searches
+ * and single writes are too short to check. Safe to call from any thread, including a progress or
+ * log callback. Returns IQDB_OK or IQDB_MISUSE. Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_interrupt(iqdb *db);
 
@@ -1306,13 +1318,16 @@ IQDB_API void iqdb_future_release(iqdb_future *f);
  *    deletes without it; optimize makes it as good as a fresh build and releases memory of
  *    records deleted since the last growth).
  * All or nothing: the new structures are built before the old ones are released, so on failure
- * (IQDB_NOMEM) the database is unchanged; until the call returns every other call waits.
+ * (IQDB_NOMEM, or IQDB_INTERRUPTED: options.progress_fn or iqdb_interrupt stopped it) the
+ * database is unchanged; until the call returns every other call waits. Progress is reported
+ * as IQDB_PROGRESS_OPTIMIZE.
  * Nothing is logged (the records do not change); on a durable handle the rebuilt index is then
  * checkpointed, so a reopen — also after a crash — loads it instead of rebuilding; if that
  * checkpoint fails the call returns its error, the handle keeps the rebuilt index and the next
  * checkpoint (or iqdb_close) stores it.
- * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_READONLY, IQDB_FATAL (a durable handle that
- * cannot write); the codes of iqdb_checkpoint. Threads: exclusive. Since: 0.1.
+ * Returns IQDB_OK; IQDB_MISUSE; IQDB_NOMEM; IQDB_INTERRUPTED; IQDB_READONLY, IQDB_FATAL (a
+ * durable handle that cannot write); the codes of iqdb_checkpoint. Threads: exclusive.
+ * Since: 0.1.
  */
 IQDB_API int iqdb_optimize(iqdb *db);
 

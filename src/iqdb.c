@@ -320,6 +320,27 @@ static void settle_codes_only(iqdb *db) {
     if (d.trained) (void)iqdb__store_drop_vectors(&db->store);
 }
 
+/* The index's chance to reorganise after a write (IVF training). A logged write (`watch`) lets
+ * the progress callback and iqdb_interrupt (since `gen`, the call's start) stop a long training:
+ * the training is then skipped and tried again later, and the write stands. 1 when the index
+ * reorganised. */
+static int maintain(iqdb *db, int watch, uint64_t gen) {
+    iqdb__long lc;
+    if (watch) {
+        iqdb__long_begin(db, &lc, IQDB_PROGRESS_BUILD, 0);
+        lc.gen = gen;
+        db->env.lc = &lc;
+    }
+    int changed = iqdb__index_maintain(db->index, &db->env);
+    db->env.lc = NULL;
+    if (watch && atomic_load(&lc.stop))
+        iqdb__log(db, IQDB_LOG_INFO,
+                  "an automatic index training was stopped by %s; the write "
+                  "stands and the training is tried again later",
+                  atomic_load(&lc.by_user) ? "the progress callback" : "iqdb_interrupt");
+    return changed;
+}
+
 /* Removes the first `n` slots phase A added (in reverse, so the free list is as it was). */
 static void undo_phase_a(iqdb *db, const uint32_t *slots, size_t n) {
     for (size_t j = n; j-- > 0;) {
@@ -351,9 +372,9 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
                    : iqdb__nomem(db);
     }
     /* phase A (a long live batch reports progress and can be interrupted here) */
-    iqdb__long lc;
+    iqdb__long lc, blc;
     int watch = log && n >= 1024;
-    if (watch) iqdb__long_begin(db, &lc, IQDB_PROGRESS_IMPORT, n);
+    if (log) iqdb__long_begin(db, &lc, IQDB_PROGRESS_IMPORT, n);
     for (size_t i = 0; i < n; i++) {
         if (watch && (i % 1024 == 1023 || i + 1 == n) && (rc = iqdb__long_check(&lc, i)) != 0) {
             undo_phase_a(db, slots, i);
@@ -385,10 +406,20 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
             return rc == IQDB_NOMEM ? iqdb__nomem(db) : rc;
         }
     }
+    /* a logged write's index build polls progress and interrupts since the call began (a
+     * replayed one, during open, does not) */
+    if (log) {
+        iqdb__long_begin(db, &blc, IQDB_PROGRESS_BUILD, n);
+        blc.gen = lc.gen;
+        db->env.lc = &blc;
+    }
     rc = iqdb__index_insert_batch(db->index, &db->env, slots, n, vecs);
+    db->env.lc = NULL;
     if (rc) { /* all or nothing: the index holds none of the slots */
         for (size_t j = n; j-- > 0;) iqdb__store_remove(st, slots[j]);
-        return rc == IQDB_NOMEM ? iqdb__nomem(db) : iqdb__fail_retag(db, rc);
+        return rc == IQDB_NOMEM         ? iqdb__nomem(db)
+               : rc == IQDB_INTERRUPTED ? iqdb__long_fail(&blc)
+                                        : iqdb__fail_retag(db, rc);
     }
     /* A failed append (an I/O error) is undone by removing the new nodes: the records are as
      * before; an HNSW graph stays valid, though its repaired lists need not be the same. */
@@ -423,7 +454,7 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
     /* the write is done; the index may now reorganise (IVF training), which never fails. A
      * training renumbers the rows (list by list) and retrains the codes: cached hits then name
      * stale slots, so the cache is emptied. */
-    if (iqdb__index_maintain(db->index, &db->env)) iqdb__cache_clear(db->cache);
+    if (maintain(db, log, log ? lc.gen : 0)) iqdb__cache_clear(db->cache);
     iqdb__index_reorder_store(db->index, &db->env, &db->store);
     settle_codes_only(db);
     return IQDB_OK;
@@ -975,13 +1006,21 @@ int iqdb_cache_clear(iqdb *db) {
 
 int iqdb_optimize(iqdb *db) {
     CHECK_DB(db);
+    iqdb__long lc; /* an interrupt while the call waits for the lock counts */
+    iqdb__long_begin(db, &lc, IQDB_PROGRESS_OPTIMIZE, 0);
     iqdb__rwlock_wrlock(&db->lock);
     int rc = db->dur ? iqdb__dur_writable(db) : IQDB_OK;
     if (rc) {
         iqdb__rwlock_wrunlock(&db->lock);
         return iqdb__fail_retag(db, rc);
     }
+    db->env.lc = &lc;
     rc = iqdb__index_optimize(db->index, &db->env);
+    db->env.lc = NULL;
+    if (rc == IQDB_INTERRUPTED) {
+        iqdb__rwlock_wrunlock(&db->lock);
+        return iqdb__long_fail(&lc);
+    }
     if (rc == IQDB_OK) iqdb__index_reorder_store(db->index, &db->env, &db->store);
     if (rc == IQDB_OK) {
         settle_codes_only(db);

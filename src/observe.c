@@ -26,6 +26,11 @@ void iqdb__long_begin(iqdb *db, iqdb__long *lc, iqdb_progress_op op, uint64_t to
     lc->gen = atomic_load_explicit(&db->interrupts, memory_order_acquire);
     lc->op = op;
     lc->total = total;
+    atomic_init(&lc->stop, 0);
+    atomic_init(&lc->busy, 0);
+    atomic_init(&lc->by_user, 0);
+    atomic_init(&lc->at, 0);
+    atomic_init(&lc->at_total, total);
 }
 
 static const char *op_name(iqdb_progress_op op) {
@@ -39,19 +44,37 @@ static const char *op_name(iqdb_progress_op op) {
     return "call";
 }
 
-int iqdb__long_check(iqdb__long *lc, uint64_t done) {
+int iqdb__long_poll(iqdb__long *lc, uint64_t done, uint64_t total) {
     iqdb *db = lc->db;
-    const char *why = NULL;
-    if (atomic_load_explicit(&db->interrupts, memory_order_acquire) != lc->gen)
-        why = "iqdb_interrupt";
-    else if (db->opts.progress_fn && db->opts.progress_fn(db->opts.progress_ud, lc->op,
-                                                          IQDB_MIN(done, lc->total), lc->total))
-        why = "the progress callback";
-    if (!why) return IQDB_OK;
-    iqdb__log(db, IQDB_LOG_INFO, "%s stopped by %s at %llu of %llu", op_name(lc->op), why,
-              (unsigned long long)IQDB_MIN(done, lc->total), (unsigned long long)lc->total);
+    if (atomic_load_explicit(&lc->stop, memory_order_acquire)) return 1;
+    done = IQDB_MIN(done, total);
+    int stop = atomic_load_explicit(&db->interrupts, memory_order_acquire) != lc->gen;
+    int user = 0;
+    if (!stop && db->opts.progress_fn && !atomic_exchange(&lc->busy, 1)) {
+        user = stop = db->opts.progress_fn(db->opts.progress_ud, lc->op, done, total) != 0;
+        atomic_store(&lc->busy, 0);
+    }
+    if (!stop) return 0;
+    if (!atomic_exchange(&lc->stop, 1)) { /* the first poll to stop says why */
+        atomic_store(&lc->at_total, total);
+        atomic_store(&lc->at, done);
+        atomic_store(&lc->by_user, user);
+    }
+    return 1;
+}
+
+int iqdb__long_fail(iqdb__long *lc) {
+    iqdb *db = lc->db;
+    const char *why = atomic_load(&lc->by_user) ? "the progress callback" : "iqdb_interrupt";
+    unsigned long long at = atomic_load(&lc->at), total = atomic_load(&lc->at_total);
+    iqdb__log(db, IQDB_LOG_INFO, "%s stopped by %s at %llu of %llu", op_name(lc->op), why, at,
+              total);
     return iqdb__fail(db, IQDB_INTERRUPTED, "the %s was stopped by %s; nothing was changed",
                       op_name(lc->op), why);
+}
+
+int iqdb__long_check(iqdb__long *lc, uint64_t done) {
+    return iqdb__long_poll(lc, done, lc->total) ? iqdb__long_fail(lc) : IQDB_OK;
 }
 
 int iqdb_interrupt(iqdb *db) {

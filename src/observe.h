@@ -23,10 +23,26 @@ typedef struct iqdb__long {
     uint64_t gen; /* the handle's interrupt count at the start */
     iqdb_progress_op op;
     uint64_t total;
+    _Atomic int stop;    /* a poll decided that the call stops */
+    _Atomic int busy;    /* a poller is in the progress callback (one at a time) */
+    _Atomic int by_user; /* the stop came from the progress callback, not iqdb_interrupt */
+    _Atomic uint64_t at, at_total; /* the progress reached when it stopped */
 } iqdb__long;
 
 void iqdb__long_begin(iqdb *db, iqdb__long *lc, iqdb_progress_op op, uint64_t total);
 /* IQDB_OK, or IQDB_INTERRUPTED (message recorded for db). done is clamped to total. */
 int iqdb__long_check(iqdb__long *lc, uint64_t done);
+
+/*
+ * For index builds, which may run on the worker threads: 1 when the call must stop (then and
+ * from then on), else 0. `total` replaces the call's total (an index counts in its own units:
+ * HNSW nodes linked, IVF training steps). The progress callback sees one poller at a time (a
+ * poll that finds another in it skips the report), so `done` never goes backwards. Records no
+ * message: the calling thread does that with iqdb__long_fail once the workers have stopped.
+ */
+int iqdb__long_poll(iqdb__long *lc, uint64_t done, uint64_t total);
+/* After a poll said stop: logs, records the message for the calling thread, returns
+ * IQDB_INTERRUPTED. */
+int iqdb__long_fail(iqdb__long *lc);
 
 #endif

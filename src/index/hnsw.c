@@ -137,6 +137,7 @@
 
 #include "index/flat.h"
 #include "index/metric.h"
+#include "observe.h"
 #include "os/thread.h"
 
 #define HN_NONE UINT32_MAX
@@ -1047,16 +1048,54 @@ typedef struct hn_build {
     size_t n;
     _Atomic size_t next;
     iqdb__scratch **sc;
+    _Atomic size_t done; /* nodes linked, for progress reports */
+    size_t done0;        /* linked before the run (the first node of an empty graph) */
+    size_t total;
+    _Atomic int stop;
 } hn_build;
+
+/* Every HN_POLL linked nodes a builder asks env->lc (progress, interrupts) whether to go on. */
+#define HN_POLL 256u
 
 static void hn_build_task(void *arg, size_t task) {
     hn_build *b = arg;
     iqdb__scratch *s = b->sc[task];
-    for (;;) {
+    while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
         size_t i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
         if (i >= b->n) break;
         hn_insert_node(b->h, b->env, s, b->slots[i], 1);
+        size_t d = atomic_fetch_add_explicit(&b->done, 1, memory_order_relaxed) + 1 + b->done0;
+        if (b->env->lc && d % HN_POLL == 0 && iqdb__long_poll(b->env->lc, d, b->total))
+            atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
     }
+}
+
+/* An interrupted bulk insert: slots[0, linked) are in the graph, slots[linked, n) have headers
+ * only (no edge leads to or from them). The graph goes back to holding none of the n. */
+static void hn_unbuild(iqdb__hnsw *h, const iqdb__env *env, const uint32_t *slots, size_t n,
+                       size_t linked, int was_empty) {
+    hn_graph *g = &h->g;
+    const iqdb__store *st = env->store;
+    /* an empty graph before: every node goes, edges and all, without repairs */
+    size_t from = was_empty ? 0 : linked;
+    for (size_t i = from; i < n; i++) {
+        uint32_t x = slots[i];
+        size_t ub = (size_t)hn_level_of(h, st->seqs[x]) * h->strideu * sizeof(uint32_t);
+        iqdb__free(h->mem, hn_umap_del(&g->um, x), ub);
+        g->up_bytes -= ub;
+        g->l0[(size_t)x * h->stride0] = 0;
+        atomic_store_explicit(&g->parent[x], HN_NONE, memory_order_relaxed);
+        atomic_store_explicit(&g->indeg[x], 0, memory_order_relaxed);
+        g->ovf_head[x] = g->ovf_next[x] = HN_NONE;
+        g->n_nodes--;
+    }
+    if (was_empty) {
+        g->entry = g->root = HN_NONE;
+        g->top = -1;
+        return;
+    }
+    /* the linked ones leave like deleted nodes, newest first: their neighbours are repaired */
+    for (size_t i = linked; i-- > 0;) iqdb__hnsw_remove(h, env, slots[i]);
 }
 
 /* Workers for a build of n nodes: 1 below HN_PAR_MIN, else the pool's width. */
@@ -1123,17 +1162,32 @@ int iqdb__hnsw_insert(iqdb__hnsw *h, const iqdb__env *env, const uint32_t *slots
         g->ovf_head[x] = g->ovf_next[x] = HN_NONE;
         g->up_bytes += (size_t)L * h->strideu * sizeof(uint32_t);
     }
+    const int was_empty = g->n_nodes == 0;
     g->n_nodes += n;
-    size_t first = 0;
+    size_t first = 0, linked = n;
+    int stopped = 0;
     if (g->top < 0) hn_insert_node(h, env, h->ws, slots[first++], 0);
     if (width > 1 && n - first >= 2) {
-        hn_build b = {h, env, slots + first, n - first, 0, sc};
+        hn_build b = {h, env, slots + first, n - first, 0, sc, 0, first, n, 0};
         atomic_init(&b.next, 0);
+        atomic_init(&b.done, 0);
+        atomic_init(&b.stop, 0);
         iqdb__pool_run(env->pool, width, hn_build_task, &b);
+        stopped = atomic_load(&b.stop);
+        /* builders take indices in order and finish each one they take */
+        if (stopped) linked = first + IQDB_MIN(atomic_load(&b.next), n - first);
     } else {
-        for (i = first; i < n; i++) hn_insert_node(h, env, h->ws, slots[i], 0);
+        for (i = first; i < n && !stopped; i++) {
+            hn_insert_node(h, env, h->ws, slots[i], 0);
+            stopped = env->lc && (i + 1) % HN_POLL == 0 && iqdb__long_poll(env->lc, i + 1, n);
+        }
+        if (stopped) linked = i;
     }
     for (unsigned t = 1; t < width; t++) iqdb__scratch_destroy(mem, sc[t]);
+    if (stopped) {
+        hn_unbuild(h, env, slots, n, linked, was_empty);
+        return IQDB_INTERRUPTED;
+    }
     return IQDB_OK;
 }
 

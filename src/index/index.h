@@ -43,6 +43,10 @@ typedef struct iqdb__env {
     iqdb__scratch_pool *scratch;
     iqdb__pool *pool;
     const iqdb_options *opts; /* the handle's normalised options (index parameters) */
+    /* Set by iqdb.c (under the write lock) around a call that may build for long — a bulk
+     * insert, maintain, optimize: the index polls it (observe.h) and, when told to stop,
+     * undoes its work and returns IQDB_INTERRUPTED. NULL: nothing polls. */
+    struct iqdb__long *lc;
 } iqdb__env;
 
 /* One query, already validated. */
@@ -74,7 +78,8 @@ void iqdb__index_destroy(iqdb__index *ix);
 iqdb__index_kind iqdb__index_kind_of(const iqdb__index *ix);
 /* The slot's row is in the store; make it findable. IQDB_OK or IQDB_NOMEM (nothing changed). */
 int iqdb__index_insert(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
-/* The same for n slots, all or nothing (an index may build them in parallel). The slots are
+/* The same for n slots, all or nothing (an index may build them in parallel; IQDB_NOMEM, or
+ * IQDB_INTERRUPTED when env->lc said stop). The slots are
  * live in the store, distinct, and not yet in the index; their sequence numbers increase.
  * `vecs` (may be NULL) holds row i's vector at vecs + i * dim: a codes-only store keeps no
  * vectors, so the IVF index encodes from there. */
@@ -87,7 +92,8 @@ void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot);
  * cannot be done (out of memory) is skipped and tried again later. Returns 1 when the index
  * reorganised (answers, codes and, after reorder_store, slots may change), else 0. */
 int iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env);
-/* Rebuilds the index from the rows (iqdb_optimize). IQDB_OK or IQDB_NOMEM (unchanged). */
+/* Rebuilds the index from the rows (iqdb_optimize). IQDB_OK, IQDB_NOMEM or IQDB_INTERRUPTED
+ * (env->lc said stop): the index is then unchanged. */
 int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
 /* Right after maintain / optimize, with every live slot in the id map: the index may move rows
  * to other slots (iqdb__store_reorder) so that rows it scans together are adjacent in memory,
@@ -131,9 +137,6 @@ void iqdb__index_describe(const iqdb__index *ix, iqdb__index_desc *d);
 /* Verifies the index's invariants against the store. IQDB_OK or IQDB_CORRUPT (message set);
  * IQDB_NOMEM. */
 int iqdb__index_check(const iqdb__index *ix, const iqdb__env *env);
-/* Rebuilds / compacts the index structures from the rows. All or nothing: IQDB_OK or
- * IQDB_NOMEM (the index unchanged). */
-int iqdb__index_optimize(iqdb__index *ix, const iqdb__env *env);
 
 /* The handle's index and environment (iqdb.c), for the persistence layer and the tests: the
  * caller holds the handle's lock as the verb requires. */

@@ -77,6 +77,7 @@
 #include "index/kmeans.h"
 #include "index/quant.h"
 #include "index/ser.h"
+#include "observe.h"
 
 #define NO_LIST UINT32_MAX
 #define IVF_MAGIC 0x56495149u
@@ -348,6 +349,15 @@ static void decode_row(const ivf_state *s, uint32_t slot, float *out) {
     iqdb__quant_decode(&s->quant, code_of(s, slot), s->cptr[s->where[slot]], out);
 }
 
+/* A training reports progress in steps (observe.h): the k-means iterations, then the centroids,
+ * the quantizer and the assignment of every row; env->lc may stop it between steps. */
+#define STEPS (KM_ITERS + 3u)
+#define POLL(step)                                                               \
+    do {                                                                         \
+        if (rc == IQDB_OK && env->lc && iqdb__long_poll(env->lc, (step), STEPS)) \
+            rc = IQDB_INTERRUPTED;                                               \
+    } while (0)
+
 static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
     const iqdb__store *st = env->store;
     iqdb__mem *mem = v->mem;
@@ -403,9 +413,11 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
         iqdb__km km = {v->mode,   t.sample, v->mode == IQDB__KM_SPHERICAL ? t.w : NULL,
                        m,         v->dim,   L,
                        KM_ITERS,  rng,      env->kern,
-                       env->pool, mem};
+                       env->pool, mem,      env->lc,
+                       STEPS};
         rc = iqdb__kmeans(&km, ns->cent, v->cstride, t.sassign);
     }
+    POLL(KM_ITERS + 1u); /* centroids done */
     /* 3. the quantizer: SQ8 / binary see every row (one cheap pass), PQ the sample's residuals */
     if (rc == IQDB_OK && decoded) {
         rc = iqdb__quant_copy(&ns->quant, &v->st.quant);
@@ -417,6 +429,7 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
             rng ^ 0x7051ull};
         rc = iqdb__quant_train(&ns->quant, &qt);
     }
+    POLL(KM_ITERS + 2u); /* quantizer trained */
     /* 4. every live row to its nearest centroid, lists sized exactly, filled in slot order */
     if (rc == IQDB_OK && !decoded && m == n) {
         /* the sample is every row: k-means' final assignment is already the answer (saves one
@@ -436,6 +449,7 @@ static int build(const iqdb__ivf *v, const iqdb__env *env, ivf_state *ns) {
         rc = iqdb__km_assign(env->kern, env->pool, mem, v->mode, t.sample, cn, v->dim, ns->cptr, L,
                              t.assign + b, NULL);
     }
+    POLL(KM_ITERS + 3u); /* rows assigned */
     if (rc == IQDB_OK) {
         for (uint32_t l = 0; l < L; l++) ns->lists[l].n = 0;
         for (size_t i = 0; i < n; i++) ns->lists[t.assign[i]].n++;

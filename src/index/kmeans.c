@@ -10,6 +10,8 @@
  */
 #include "index/kmeans.h"
 
+#include "observe.h"
+
 #include <math.h>
 
 enum { PB = 32, CB = 64 }; /* points x centroids per assignment block (8 KiB of distances) */
@@ -399,6 +401,10 @@ int iqdb__kmeans(const iqdb__km *km, float *cent, size_t cstride, uint32_t *assi
         memcpy(prev, assign, n * sizeof *assign);
         /* fewer than 1 in 1000 points moved: the partition is settled for an index's purposes */
         if (changed * 1000 < n) break;
+        if (km->lc && iqdb__long_poll(km->lc, it + 1u, km->lc_total)) {
+            rc = IQDB_INTERRUPTED;
+            break;
+        }
     }
     if (rc == IQDB_OK && assign_out)
         rc = iqdb__km_assign(km->kern, km->pool, km->mem, km->mode, km->xs, n, km->dim, cs,

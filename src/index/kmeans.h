@@ -44,14 +44,16 @@ typedef struct iqdb__km {
     const iqdb__kernels *kern;
     iqdb__pool *pool; /* may be NULL */
     iqdb__mem *mem;
+    struct iqdb__long *lc; /* polled after every iteration (observe.h), or NULL */
+    uint64_t lc_total;     /* the total reported with iteration i + 1 as done */
 } iqdb__km;
 
 /* The mode that clusters `metric` in its own geometry. */
 iqdb__km_mode iqdb__km_mode_of(iqdb_metric metric);
 
 /* Clusters the points into `centroids` (k rows, cstride >= dim floats each, written in full) and,
- * when `assign` is not NULL, the final cluster of each point. IQDB_OK or IQDB_NOMEM (centroids
- * and assign are then unspecified). */
+ * when `assign` is not NULL, the final cluster of each point. IQDB_OK, IQDB_NOMEM or
+ * IQDB_INTERRUPTED (km->lc said stop); on failure centroids and assign are unspecified. */
 int iqdb__kmeans(const iqdb__km *km, float *centroids, size_t cstride, uint32_t *assign);
 
 /* The nearest of k centroids for each of n points, in parallel over the pool: assign[i] and, when

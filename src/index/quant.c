@@ -239,8 +239,8 @@ static int train_pq(iqdb__quant *q, const iqdb__qtrain *t, iqdb__mem *mem) {
             float *b = buf + i * dsub;
             for (uint32_t c = 0; c < w; c++) b[c] = x[c] * inv[i] - (ref ? ref[o + c] : 0.0f);
         }
-        iqdb__km km = {pq_mode(q->metric), pts,         NULL,    n,       w,  q->ksub,
-                       PQ_ITERS,           t->seed + j, t->kern, t->pool, mem};
+        iqdb__km km = {pq_mode(q->metric), pts,     NULL,    n,   w,    q->ksub, PQ_ITERS,
+                       t->seed + j,        t->kern, t->pool, mem, NULL, 0};
         rc = iqdb__kmeans(&km, q->cb + (size_t)j * q->ksub * dsub, dsub, NULL);
     }
     iqdb__free(mem, blk, bytes);

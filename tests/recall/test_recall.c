@@ -326,7 +326,8 @@ static void test_recall_serialize_roundtrip(void **state) {
     iqdb_options_init(&o, dim, IQDB_METRIC_L2);
     o.index = IQDB_INDEX_HNSW;
     iqdb__env env = {
-        &st, iqdb__kernels_get(IQDB_SIMD_AUTO), IQDB_METRIC_L2, IQDB__OP_L2SQ, &mem, &sp, NULL, &o};
+        &st, iqdb__kernels_get(IQDB_SIMD_AUTO), IQDB_METRIC_L2, IQDB__OP_L2SQ, &mem, &sp, NULL, &o,
+        NULL};
     iqdb__index *a, *b;
     assert_int_equal(iqdb__index_create(IQDB__INDEX_HNSW, &env, &a), IQDB_OK);
     assert_int_equal(iqdb__store_reserve(&st, n), IQDB_OK);

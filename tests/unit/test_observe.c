@@ -229,6 +229,252 @@ static void test_observe_interrupt_thread(void **state) {
     iqdb_close(gdb);
 }
 
+/* ---- index builds: HNSW bulk inserts, IVF training, optimize ------------------------------- */
+
+/* Progress per op: calls, the last report, whether done ever went backwards. A build reports
+ * with its own op after the import's reports, so each op is tracked apart. */
+typedef struct bprog {
+    int calls[6];
+    uint64_t last[6], total[6];
+    int monotone;
+    iqdb_progress_op stop_op; /* return 1 on the stop_at-th report of this op */
+    int stop_at;
+} bprog;
+
+static int bprogress(void *ud, iqdb_progress_op op, uint64_t done, uint64_t total) {
+    bprog *p = ud;
+    assert_true(op >= 1 && op <= 5);
+    p->calls[op]++;
+    if ((p->calls[op] > 1 && done < p->last[op]) || done > total) p->monotone = 0;
+    p->last[op] = done;
+    p->total[op] = total;
+    return p->stop_op == op && p->calls[op] == p->stop_at;
+}
+
+static void bprog_reset(bprog *p, iqdb_progress_op stop_op, int stop_at) {
+    memset(p, 0, sizeof *p);
+    p->monotone = 1;
+    p->stop_op = stop_op;
+    p->stop_at = stop_at;
+}
+
+static iqdb *open_index(iqdb_index_kind kind, bprog *p) {
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
+    o.index = kind;
+    o.progress_fn = bprogress;
+    o.progress_ud = p;
+    o.threads = 2;
+    if (kind == IQDB_INDEX_IVF) o.ivf.n_lists = 16;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    return db;
+}
+
+enum { NQ = 20, QK = 10 };
+
+/* Approximate answers for NQ fixed queries. */
+static void answers(iqdb *db, const float *qs, iqdb_hit *out, size_t *n) {
+    for (size_t i = 0; i < NQ; i++)
+        assert_int_equal(iqdb_search(db, qs + i * DIM, QK, NULL, out + i * QK, n + i, NULL),
+                         IQDB_OK);
+}
+
+static void exact_answers(iqdb *db, const float *qs, iqdb_hit *out, size_t *n) {
+    iqdb_search_params sp;
+    iqdb_search_params_init(&sp);
+    sp.exact = 1;
+    for (size_t i = 0; i < NQ; i++)
+        assert_int_equal(iqdb_search(db, qs + i * DIM, QK, &sp, out + i * QK, n + i, NULL),
+                         IQDB_OK);
+}
+
+static void assert_same_answers(const iqdb_hit *a, const size_t *na, const iqdb_hit *b,
+                                const size_t *nb) {
+    for (size_t i = 0; i < NQ; i++) {
+        assert_int_equal(na[i], nb[i]);
+        for (size_t j = 0; j < na[i]; j++) {
+            assert_int_equal(a[i * QK + j].id, b[i * QK + j].id);
+            assert_true(a[i * QK + j].distance == b[i * QK + j].distance);
+        }
+    }
+}
+
+static void test_observe_hnsw_build(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    bprog p;
+    bprog_reset(&p, 0, 0);
+    float *v = make_vecs(2 * N);
+    iqdb_id *ids = make_ids(N, 0);
+    iqdb_hit a[NQ * QK], b[NQ * QK];
+    size_t na[NQ], nb[NQ];
+    uint64_t n = 0;
+
+    /* an interrupted first build leaves an empty database; the next one builds in full */
+    iqdb *db = open_index(IQDB_INDEX_HNSW, &p);
+    bprog_reset(&p, IQDB_PROGRESS_BUILD, 3);
+    assert_int_equal(iqdb_upsert_batch(db, N, ids, v, NULL), IQDB_INTERRUPTED);
+    assert_non_null(strstr(iqdb_errmsg(db), "index build was stopped by the progress callback"));
+    assert_int_equal(p.calls[IQDB_PROGRESS_BUILD], 3);
+    iqdb_count(db, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    bprog_reset(&p, 0, 0);
+    assert_int_equal(iqdb_upsert_batch(db, N, ids, v, NULL), IQDB_OK);
+    assert_int_equal(p.calls[IQDB_PROGRESS_IMPORT], N / 1024 + 1);
+    /* one report per 256 nodes linked, of N */
+    assert_int_equal(p.calls[IQDB_PROGRESS_BUILD], N / 256);
+    assert_int_equal(p.total[IQDB_PROGRESS_BUILD], N);
+    assert_true(p.monotone);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    answers(db, v + N * DIM, a, na);
+    exact_answers(db, v + N * DIM, b, nb);
+    size_t found = 0; /* the graph answers well: it was built in full */
+    for (size_t i = 0; i < NQ; i++)
+        for (size_t j = 0; j < nb[i]; j++)
+            for (size_t t = 0; t < na[i]; t++) found += a[i * QK + t].id == b[i * QK + j].id;
+    assert_true(found >= NQ * QK * 9 / 10);
+
+    /* an interrupted bulk insert into a built graph: half replacements, half new rows */
+    iqdb_id *ids2 = make_ids(N, N / 2);
+    bprog_reset(&p, IQDB_PROGRESS_BUILD, 5);
+    iqdb_hit e[NQ * QK];
+    size_t ne[NQ];
+    assert_int_equal(iqdb_upsert_batch(db, N, ids2, v + N * DIM, NULL), IQDB_INTERRUPTED);
+    iqdb_count(db, &n);
+    assert_int_equal(n, N);
+    assert_int_equal(iqdb_get(db, N + 10, NULL, NULL), IQDB_NOTFOUND);
+    float got[DIM];
+    assert_int_equal(iqdb_get(db, N - 1, got, NULL), IQDB_OK);
+    assert_memory_equal(got, v + (N - 1) * DIM, sizeof got);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    exact_answers(db, v + N * DIM, e, ne);
+    assert_same_answers(b, nb, e, ne);
+    answers(db, v + N * DIM, e, ne);
+    for (size_t i = 0; i < NQ; i++) assert_int_equal(ne[i], QK);
+    /* and the same batch goes in afterwards */
+    bprog_reset(&p, 0, 0);
+    assert_int_equal(iqdb_upsert_batch(db, N, ids2, v + N * DIM, NULL), IQDB_OK);
+    iqdb_count(db, &n);
+    assert_int_equal(n, N + N / 2);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    free(ids2);
+    free(ids);
+    free(v);
+    iqdb_close(db);
+}
+
+static void test_observe_hnsw_optimize(void **state) {
+    (void)state;
+    enum { N = 2000 };
+    bprog p;
+    bprog_reset(&p, 0, 0);
+    float *v = make_vecs(N + NQ);
+    iqdb_id *ids = make_ids(N, 0);
+    iqdb *db = open_index(IQDB_INDEX_HNSW, &p);
+    assert_int_equal(iqdb_upsert_batch(db, N, ids, v, NULL), IQDB_OK);
+    for (iqdb_id id = 0; id < N; id += 4) assert_int_equal(iqdb_delete(db, id, NULL), IQDB_OK);
+    iqdb_hit a[NQ * QK], b[NQ * QK];
+    size_t na[NQ], nb[NQ];
+    answers(db, v + N * DIM, a, na);
+    /* stopped by the callback: the graph is the one from before, answers identical */
+    bprog_reset(&p, IQDB_PROGRESS_OPTIMIZE, 2);
+    assert_int_equal(iqdb_optimize(db), IQDB_INTERRUPTED);
+    assert_non_null(strstr(iqdb_errmsg(db), "optimize was stopped by the progress callback"));
+    assert_int_equal(p.calls[IQDB_PROGRESS_OPTIMIZE], 2);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    answers(db, v + N * DIM, b, nb);
+    assert_same_answers(a, na, b, nb);
+    /* in full: reports of the live rows linked */
+    bprog_reset(&p, 0, 0);
+    assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    assert_int_equal(p.total[IQDB_PROGRESS_OPTIMIZE], N - N / 4);
+    assert_int_equal(p.calls[IQDB_PROGRESS_OPTIMIZE], (N - N / 4) / 256);
+    assert_true(p.monotone);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    free(ids);
+    free(v);
+    iqdb_close(db);
+}
+
+static void test_observe_ivf_training(void **state) {
+    (void)state;
+    enum { N = 4000 };
+    bprog p;
+    bprog_reset(&p, IQDB_PROGRESS_BUILD, 1);
+    float *v = make_vecs(N + NQ);
+    iqdb_id *ids = make_ids(N, 0);
+    iqdb *db = open_index(IQDB_INDEX_IVF, &p);
+    iqdb_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    /* the automatic training a write triggers, stopped: the write stands, no training */
+    assert_int_equal(iqdb_upsert_batch(db, N, ids, v, NULL), IQDB_OK);
+    assert_int_equal(p.calls[IQDB_PROGRESS_BUILD], 1);
+    assert_int_equal(p.total[IQDB_PROGRESS_BUILD], 13); /* 10 iterations + 3 steps */
+    uint64_t n = 0;
+    iqdb_count(db, &n);
+    assert_int_equal(n, N);
+    assert_int_equal(iqdb_stats_get(db, &s), IQDB_OK);
+    assert_int_equal(s.trained, 0);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    /* optimize trains, reporting steps */
+    bprog_reset(&p, 0, 0);
+    assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    assert_true(p.calls[IQDB_PROGRESS_OPTIMIZE] >= 3);
+    assert_int_equal(p.last[IQDB_PROGRESS_OPTIMIZE], 13);
+    assert_true(p.monotone);
+    assert_int_equal(iqdb_stats_get(db, &s), IQDB_OK);
+    assert_int_equal(s.trained, 1);
+    assert_int_equal(s.ivf_lists, 16);
+    iqdb_hit a[NQ * QK], b[NQ * QK];
+    size_t na[NQ], nb[NQ];
+    answers(db, v + N * DIM, a, na);
+    /* a retraining stopped at each step leaves the lists as they were */
+    for (int at = 1; at <= 3; at++) {
+        bprog_reset(&p, IQDB_PROGRESS_OPTIMIZE, at);
+        assert_int_equal(iqdb_optimize(db), IQDB_INTERRUPTED);
+        assert_int_equal(iqdb_check(db), IQDB_OK);
+        answers(db, v + N * DIM, b, nb);
+        assert_same_answers(a, na, b, nb);
+    }
+    free(ids);
+    free(v);
+    iqdb_close(db);
+}
+
+static void test_observe_interrupt_optimize(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    bprog p;
+    bprog_reset(&p, 0, 0);
+    float *v = make_vecs(N);
+    iqdb_id *ids = make_ids(N, 0);
+    gdb = open_index(IQDB_INDEX_HNSW, &p);
+    assert_int_equal(iqdb_upsert_batch(gdb, N, ids, v, NULL), IQDB_OK);
+    atomic_store(&g_stop, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, interrupter, NULL);
+    int interrupted = 0;
+    for (int tries = 0; tries < 50 && !interrupted; tries++) {
+        int rc = iqdb_optimize(gdb);
+        assert_true(rc == IQDB_OK || rc == IQDB_INTERRUPTED);
+        interrupted = rc == IQDB_INTERRUPTED;
+        if (interrupted) assert_non_null(strstr(iqdb_errmsg(gdb), "iqdb_interrupt"));
+    }
+    atomic_store(&g_stop, 1);
+    pthread_join(t, NULL);
+    assert_true(interrupted);
+    assert_int_equal(iqdb_check(gdb), IQDB_OK);
+    uint64_t n;
+    iqdb_count(gdb, &n);
+    assert_int_equal(n, N);
+    free(ids);
+    free(v);
+    iqdb_close(gdb);
+}
+
 /* ---- log ------------------------------------------------------------------------------------ */
 
 typedef struct logbuf {
@@ -339,6 +585,10 @@ int main(void) {
         cmocka_unit_test(test_observe_search_batch_progress),
         cmocka_unit_test(test_observe_checkpoint_progress),
         cmocka_unit_test(test_observe_interrupt_thread),
+        cmocka_unit_test(test_observe_hnsw_build),
+        cmocka_unit_test(test_observe_hnsw_optimize),
+        cmocka_unit_test(test_observe_ivf_training),
+        cmocka_unit_test(test_observe_interrupt_optimize),
         cmocka_unit_test(test_observe_log),
         cmocka_unit_test(test_observe_search_info),
     };

@@ -85,9 +85,11 @@ static void test_kmeans_recovers_clusters(void **state) {
             w[i] = (float)(1.0 / sqrt(s));
         }
         float cent[6 * 32];
-        iqdb__km km = {
-            modes[mi], xs, modes[mi] == IQDB__KM_SPHERICAL ? w : NULL, n, dim, c, 20, 7, kern(),
-            NULL,      &M};
+        iqdb__km km = {modes[mi], xs,  modes[mi] == IQDB__KM_SPHERICAL ? w : NULL,
+                       n,         dim, c,
+                       20,        7,   kern(),
+                       NULL,      &M,  NULL,
+                       0};
         assert_int_equal(iqdb__kmeans(&km, cent, 32, got), IQDB_OK);
         uint32_t map[6];
         for (uint32_t k = 0; k < c; k++) map[k] = UINT32_MAX;
@@ -126,7 +128,7 @@ static void test_kmeans_deterministic_and_edges(void **state) {
     iqdb__pool *pool;
     assert_int_equal(iqdb__pool_create(&M, 2, &pool), IQDB_OK);
     float *a = malloc(40 * dim * sizeof(float)), *b = malloc(40 * dim * sizeof(float));
-    iqdb__km km = {IQDB__KM_L2, xs, NULL, n, dim, 40, 10, 99, kern(), NULL, &M};
+    iqdb__km km = {IQDB__KM_L2, xs, NULL, n, dim, 40, 10, 99, kern(), NULL, &M, NULL, 0};
     assert_int_equal(iqdb__kmeans(&km, a, dim, NULL), IQDB_OK);
     km.pool = pool;
     assert_int_equal(iqdb__kmeans(&km, b, dim, NULL), IQDB_OK);
