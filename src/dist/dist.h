@@ -37,6 +37,13 @@ typedef void (*iqdb__rows_fn)(const float *q, const float *const *xs, size_t n, 
                               float *out);
 typedef void (*iqdb__tile_fn)(const float *const *qs, size_t nq, const float *const *xs, size_t nx,
                               size_t d, float *out);
+/* panel(qt, np, xs, nx, d, out): out[j * np + i] = dot(query i, xs[j]) for np queries stored
+ * transposed (qt[c * np + i] = component c of query i; np a multiple of 16, at most
+ * IQDB_PANEL_MAX). Register-blocked like sgemm; its summation order is its own, so it agrees
+ * with pair only within rounding (the L2 batch uses it to reject rows, src/index/flat.c). */
+#define IQDB_PANEL_MAX 128
+typedef void (*iqdb__panel_fn)(const float *qt, size_t np, const float *const *xs, size_t nx,
+                               size_t d, float *out);
 
 /* Quantized codes (dist_quant_impl.h has the definitions, src/index/quant.c the encodings).
  * SQ8: a vector x is stored as bytes c with x_i ~ lo_i + s_i c_i; the query is prepared once:
@@ -85,6 +92,7 @@ typedef struct iqdb__kernels {
     iqdb__bits_rows_fn bits_rows;
     iqdb__cols_fn cols[IQDB__N_COL];
     uint32_t (*argmin)(const float *v, size_t n); /* first smallest of n >= 1 floats */
+    iqdb__panel_fn dot_panel;                     /* dot products against transposed queries */
 } iqdb__kernels;
 
 /* Portable popcount (SWAR), for the baseline x86-64 target, which has no POPCNT instruction,

@@ -108,5 +108,8 @@ static inline V CSTEP_NDOT(V acc, V r, V x) { return _mm256_sub_ps(acc, _mm256_m
 #include "dist/popcnt_avx2.h"
 /* (after the popcount it uses) */
 #include "dist/dist_quant_impl.h"
+#define PANEL_R 4
+#define PANEL_V 3
+#include "dist/dist_panel_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_AVX2, iqdb__kernels_avx2)

@@ -181,5 +181,8 @@ static inline V CSTEP_NDOT(V acc, V r, V x) { return _mm512_sub_ps(acc, _mm512_m
 #include "dist/popcnt_avx2.h"
 /* (after the popcount it uses) */
 #include "dist/dist_quant_impl.h"
+#define PANEL_R 4
+#define PANEL_V 5
+#include "dist/dist_panel_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_AVX512, iqdb__kernels_avx512)

@@ -189,8 +189,8 @@ IQDB_DEFINE_GATHER(dot, STEP_DOT)
 IQDB_DEFINE_GATHER(l1, STEP_L1)
 IQDB_DEFINE_GATHER(ham, STEP_HAM)
 
-/* The table of one level; the quantized-code entries come from dist_quant_impl.h, which every
- * ISA file includes after this one. */
+/* The table of one level; the quantized-code entries come from dist_quant_impl.h and the panel
+ * from dist_panel_impl.h, which every ISA file includes after this one. */
 #define IQDB_KERNEL_TABLE(level_, name_)                                             \
     const iqdb__kernels name_ = {level_,                                             \
                                  W,                                                  \
@@ -202,4 +202,5 @@ IQDB_DEFINE_GATHER(ham, STEP_HAM)
                                   IQDB_NAME(l1, _tile), IQDB_NAME(ham, _tile)},      \
                                  {IQDB_NAME(l2sq, _gather), IQDB_NAME(dot, _gather), \
                                   IQDB_NAME(l1, _gather), IQDB_NAME(ham, _gather)},  \
-                                 IQDB_QUANT_TABLE_ENTRIES};
+                                 IQDB_QUANT_TABLE_ENTRIES,                           \
+                                 IQDB_NAME(dot, _panel)};

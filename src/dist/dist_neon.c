@@ -110,5 +110,8 @@ static inline uint32_t IQDB_POPCNT_XOR(const uint64_t *a, const uint64_t *b, siz
             }                                                    \
     } while (0)
 #include "dist/dist_quant_impl.h"
+#define PANEL_R 4
+#define PANEL_V 5
+#include "dist/dist_panel_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_NEON, iqdb__kernels_neon)

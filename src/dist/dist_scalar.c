@@ -131,5 +131,8 @@ static inline uint32_t IQDB_POPCNT_XOR(const uint64_t *a, const uint64_t *b, siz
 }
 #define ARGMIN_BLOCK(v, n, i, best, at) ((void)0) /* the plain loop */
 #include "dist/dist_quant_impl.h"
+#define PANEL_R 4
+#define PANEL_V 2
+#include "dist/dist_panel_impl.h"
 
 IQDB_KERNEL_TABLE(IQDB_SIMD_SCALAR, iqdb__kernels_scalar)

@@ -817,6 +817,54 @@ static void test_api_batch_large(void **state) {
     iqdb_close(db);
 }
 
+/* L2 batch search takes dot products and re-checks only the rows a rounding bound cannot rule
+ * out (src/index/flat.c): it must still equal single searches bit for bit where that bound is
+ * tested hardest — a large common offset (distances tiny against the norms, heavy
+ * cancellation), exact duplicates and near-ties, norms that overflow to inf, and values whose
+ * products underflow. */
+static void test_api_batch_l2_cancellation(void **state) {
+    (void)state;
+    const uint32_t dims[] = {3, 100, 784};
+    const float offsets[] = {1000.0f, 0.0f, 3e18f, 1e-21f};
+    iqdbt_rng r = {91};
+    for (size_t di = 0; di < 3; di++)
+        for (size_t oi = 0; oi < 4; oi++) {
+            const uint32_t dim = dims[di];
+            const float off = offsets[oi], scale = oi == 1 ? 1.0f : off * 1e-5f;
+            const size_t n = 700, nq = 37, k = 12;
+            iqdb *db = open_db(dim, IQDB_METRIC_L2);
+            float *v = malloc(n * dim * sizeof(float)), *qs = malloc(nq * dim * sizeof(float));
+            iqdb_id *ids = malloc(n * sizeof *ids);
+            for (size_t i = 0; i < n; i++) {
+                ids[i] = i;
+                for (uint32_t j = 0; j < dim; j++)
+                    v[i * dim + j] = off + scale * (float)((int)(iqdbt_next(&r) % 9) - 4);
+                if (i % 5 == 4) memcpy(v + i * dim, v + (i - 3) * dim, dim * sizeof(float));
+            }
+            for (size_t i = 0; i < nq * dim; i++)
+                qs[i] = off + scale * (float)((int)(iqdbt_next(&r) % 9) - 4) * 0.5f;
+            memcpy(qs, v + 10 * dim, dim * sizeof(float)); /* a query equal to a stored row */
+            assert_int_equal(iqdb_upsert_batch(db, n, ids, v, NULL), IQDB_OK);
+            iqdb_hit *bh = malloc(nq * k * sizeof *bh), h[12];
+            size_t *bn = malloc(nq * sizeof *bn), hn;
+            assert_int_equal(iqdb_search_batch(db, qs, nq, k, NULL, bh, bn), IQDB_OK);
+            for (size_t i = 0; i < nq; i++) {
+                assert_int_equal(iqdb_search(db, qs + i * dim, k, NULL, h, &hn, NULL), IQDB_OK);
+                if (bn[i] != hn || memcmp(bh + i * k, h, hn * sizeof *h) != 0) {
+                    print_error("dim %u offset %g query %zu: batch differs from single\n", dim,
+                                (double)off, i);
+                    fail();
+                }
+            }
+            free(v);
+            free(qs);
+            free(ids);
+            free(bh);
+            free(bn);
+            iqdb_close(db);
+        }
+}
+
 /* Steady-state single searches do not allocate. */
 static void test_api_search_no_alloc_steady_state(void **state) {
     (void)state;
@@ -896,6 +944,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_api_search_batch_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_differential, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_batch_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_batch_l2_cancellation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_search_no_alloc_steady_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_stats_memory, setup, teardown),
     };

@@ -6,7 +6,8 @@
  * scalar reference agrees with a double-precision computation; and within a level the pair,
  * rows, tile and gather shapes agree bit for bit (the property batch search relies on). The same
  * for the quantized-code kernels: SQ8 within tolerance of scalar and double, binary popcounts
- * exactly.
+ * exactly. The panel shape (dot products against transposed queries, its own summation order)
+ * within the rounding bound of a plain sum of d products.
  */
 #include "../common/testutil.h"
 #include "dist/dist.h"
@@ -132,6 +133,57 @@ static void test_dist_shapes_identical(void **state) {
             }
             free(q);
             free(x);
+        }
+    }
+}
+
+/* panel: every output within d 2^-24 (plus a little) of the sum of |terms| of the exact dot
+ * product, for ragged row counts and every panel width; nothing written past nx rows. */
+static void test_dist_panel(void **state) {
+    (void)state;
+    const size_t test_dims[] = {1, 3, 7, 8, 15, 16, 17, 33, 64, 100, 127, 784, 785};
+    const size_t nps[] = {16, 32, 48, 64, 80, 96, 112, 128};
+    enum { NX = 13 };
+    iqdbt_rng r = {11};
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        const iqdb__kernels *k = iqdb__kernels_get(levels[li]);
+        if (!k) continue;
+        for (size_t di = 0; di < sizeof test_dims / sizeof test_dims[0]; di++) {
+            size_t d = test_dims[di];
+            float *q = malloc(IQDB_PANEL_MAX * d * sizeof(float));
+            float *x = malloc(NX * d * sizeof(float) + sizeof(float));
+            float *qt = malloc(IQDB_PANEL_MAX * d * sizeof(float));
+            float *out = malloc((NX + 1) * IQDB_PANEL_MAX * sizeof(float));
+            iqdbt_fill(&r, q, IQDB_PANEL_MAX * d, -2, 2);
+            iqdbt_fill(&r, x, NX * d, -2, 2);
+            const float *xs[NX];
+            for (int j = 0; j < NX; j++) xs[j] = x + 1 + j * d - (j % 2); /* mixed alignment */
+            for (size_t pi = 0; pi < sizeof nps / sizeof nps[0]; pi++) {
+                size_t np = nps[pi];
+                for (size_t c = 0; c < d; c++)
+                    for (size_t i = 0; i < np; i++) qt[c * np + i] = q[i * d + c];
+                for (size_t nx = 1; nx <= NX; nx += 4) {
+                    for (size_t i = 0; i < (NX + 1) * np; i++) out[i] = -7.0f;
+                    k->dot_panel(qt, np, xs, nx, d, out);
+                    for (size_t j = 0; j < nx; j++)
+                        for (size_t i = 0; i < np; i++) {
+                            double mag, want = ref(IQDB__OP_DOT, q + i * d, xs[j], d, &mag);
+                            double tol = (double)(d + 2) / 16777216.0 * mag + 1e-30;
+                            float got = out[j * np + i];
+                            if (!(fabs(got - want) <= tol)) {
+                                print_error("level %s dim %zu np %zu nx %zu: out[%zu][%zu] %.9g, "
+                                            "double %.9g\n",
+                                            iqdb_simd_name(levels[li]), d, np, nx, j, i, got, want);
+                                fail();
+                            }
+                        }
+                    for (size_t i = nx * np; i < (NX + 1) * np; i++) assert_true(out[i] == -7.0f);
+                }
+            }
+            free(q);
+            free(x);
+            free(qt);
+            free(out);
         }
     }
 }
@@ -397,6 +449,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dist_levels_match_scalar),
         cmocka_unit_test(test_dist_shapes_identical),
+        cmocka_unit_test(test_dist_panel),
         cmocka_unit_test(test_dist_zero_and_identical),
         cmocka_unit_test(test_dist_hamming_semantics),
         cmocka_unit_test(test_dist_sq8_levels),
