@@ -71,34 +71,58 @@ static inline __m256 S8_ham(__m256 acc, __m256 q, __m256 x) {
     return _mm256_add_ps(acc, _mm256_and_ps(ne, _mm256_set1_ps(1.0f)));
 }
 
-/* One 16-float block into accumulator k (both halves); the last block may be partial. */
-#define ROWS_BLOCK(S, k, blk)                                                           \
-    do {                                                                                \
-        size_t o_ = (blk)*16;                                                           \
-        if ((blk) < nfull) {                                                            \
-            lo[k] = S(lo[k], _mm256_loadu_ps(a + o_), _mm256_loadu_ps(b + o_));         \
-            hi[k] = S(hi[k], _mm256_loadu_ps(a + o_ + 8), _mm256_loadu_ps(b + o_ + 8)); \
-        } else {                                                                        \
-            size_t r0 = r < 8 ? r : 8, r1 = r > 8 ? r - 8 : 0;                          \
-            lo[k] = S(lo[k], ld8t(a + o_, r0), ld8t(b + o_, r0));                       \
-            hi[k] = S(hi[k], ld8t(a + o_ + 8, r1), ld8t(b + o_ + 8, r1));               \
-        }                                                                               \
+/* One 16-float block into accumulator k (both halves): ROWS_FULL for a full block, ROWS_BLOCK
+ * for one that may be the partial last. The accumulators are named variables, never indexed by
+ * a run-time value: with lo[k] arrays and a tail loop over k, GCC 12 kept all eight in memory
+ * and stored them after every block (two stores per 64 bytes read). */
+#define ROWS_FULL(S, k, blk)                                                        \
+    do {                                                                            \
+        size_t o_ = (blk)*16;                                                       \
+        lo##k = S(lo##k, _mm256_loadu_ps(a + o_), _mm256_loadu_ps(b + o_));         \
+        hi##k = S(hi##k, _mm256_loadu_ps(a + o_ + 8), _mm256_loadu_ps(b + o_ + 8)); \
+    } while (0)
+#define ROWS_BLOCK(S, k, blk)                                             \
+    do {                                                                  \
+        size_t t_ = (blk)*16;                                             \
+        if ((blk) < nfull) {                                              \
+            ROWS_FULL(S, k, blk);                                         \
+        } else {                                                          \
+            size_t r0 = r < 8 ? r : 8, r1 = r > 8 ? r - 8 : 0;            \
+            lo##k = S(lo##k, ld8t(a + t_, r0), ld8t(b + t_, r0));         \
+            hi##k = S(hi##k, ld8t(a + t_ + 8, r1), ld8t(b + t_ + 8, r1)); \
+        }                                                                 \
     } while (0)
 
 #define IQDB_ROWS_IMPL(op)                                                                        \
     static inline float op##_row256(const float *a, const float *b, size_t d) {                   \
-        __m256 lo[4], hi[4];                                                                      \
-        for (int k = 0; k < 4; k++) lo[k] = hi[k] = _mm256_setzero_ps();                          \
+        __m256 lo0 = _mm256_setzero_ps(), lo1 = lo0, lo2 = lo0, lo3 = lo0;                        \
+        __m256 hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;                                        \
         size_t nfull = d / 16, r = d % 16, nb = nfull + (r != 0), blk = 0;                        \
         for (; blk + 4 <= nfull; blk += 4) {                                                      \
-            ROWS_BLOCK(S8_##op, 0, blk);                                                          \
-            ROWS_BLOCK(S8_##op, 1, blk + 1);                                                      \
-            ROWS_BLOCK(S8_##op, 2, blk + 2);                                                      \
-            ROWS_BLOCK(S8_##op, 3, blk + 3);                                                      \
+            ROWS_FULL(S8_##op, 0, blk);                                                           \
+            ROWS_FULL(S8_##op, 1, blk + 1);                                                       \
+            ROWS_FULL(S8_##op, 2, blk + 2);                                                       \
+            ROWS_FULL(S8_##op, 3, blk + 3);                                                       \
         }                                                                                         \
-        for (int k = 0; blk < nb; k++, blk++) ROWS_BLOCK(S8_##op, k, blk);                        \
-        __m256 l = _mm256_add_ps(_mm256_add_ps(lo[0], lo[1]), _mm256_add_ps(lo[2], lo[3]));       \
-        __m256 h = _mm256_add_ps(_mm256_add_ps(hi[0], hi[1]), _mm256_add_ps(hi[2], hi[3]));       \
+        /* at most four blocks left, to accumulators 0, 1, 2, 3 in turn (block b to b % 4) */     \
+        if (blk < nb) {                                                                           \
+            ROWS_BLOCK(S8_##op, 0, blk);                                                          \
+            blk++;                                                                                \
+        }                                                                                         \
+        if (blk < nb) {                                                                           \
+            ROWS_BLOCK(S8_##op, 1, blk);                                                          \
+            blk++;                                                                                \
+        }                                                                                         \
+        if (blk < nb) {                                                                           \
+            ROWS_BLOCK(S8_##op, 2, blk);                                                          \
+            blk++;                                                                                \
+        }                                                                                         \
+        if (blk < nb) {                                                                           \
+            ROWS_BLOCK(S8_##op, 3, blk);                                                          \
+            blk++;                                                                                \
+        }                                                                                         \
+        __m256 l = _mm256_add_ps(_mm256_add_ps(lo0, lo1), _mm256_add_ps(lo2, lo3));               \
+        __m256 h = _mm256_add_ps(_mm256_add_ps(hi0, hi1), _mm256_add_ps(hi2, hi3));               \
         return hsum8(_mm256_add_ps(l, h));                                                        \
     }                                                                                             \
     void iqdb__##op##_rows_f32_avx512(const float *q, const float *const *xs, size_t n, size_t d, \
