@@ -12,6 +12,9 @@
 //   BM_KernelTile/<op>/<level>/<dim>    tile kernel, 16 queries x 64 rows in L2: the arithmetic
 //                                       of a batch search. bytes = the 80 distinct vectors per
 //                                       call, so only items/s (distances) is comparable.
+//   BM_KernelPanel/dot/<level>/<dim>    dot_panel kernel, 80 transposed queries x 64 rows in L2:
+//                                       the arithmetic of an L2 batch search (items = dot
+//                                       products; comp/s = multiply-adds per second).
 //
 // Every benchmark reports bytes/s, items/s (distances per second) and comp/s (vector components
 // per second = distances x dim, comparable across dims).
@@ -45,7 +48,7 @@ namespace {
 constexpr size_t kDims[] = {96, 128, 784, 1536};
 constexpr size_t kStreamBytes = size_t(256) << 20;
 constexpr size_t kGroup = 64; // rows per rows() call, as in src/index/flat.c
-constexpr size_t kTileQ = 16, kTileX = 64;
+constexpr size_t kTileQ = 16, kTileX = 64, kPanelQ = 80;
 
 const char *const kOpNames[IQDB__N_OPS] = {"l2sq", "dot", "l1", "ham"};
 
@@ -142,6 +145,21 @@ void bm_tile(benchmark::State &st, iqdb__tile_fn fn, size_t d) {
     set_counters(st, kTileQ * kTileX, (kTileQ + kTileX) * d * sizeof(float), d);
 }
 
+void bm_panel(benchmark::State &st, iqdb__panel_fn fn, size_t d) {
+    FloatBuf qt(kPanelQ * d), xs(kTileX * d);
+    fill(qt.p, kPanelQ * d, 4);
+    fill(xs.p, kTileX * d, 5);
+    const float *xp[kTileX];
+    for (size_t j = 0; j < kTileX; j++) xp[j] = xs.p + j * d;
+    std::vector<float> out(kPanelQ * kTileX);
+    for (auto _ : st) {
+        fn(qt.p, kPanelQ, xp, kTileX, d, out.data());
+        benchmark::DoNotOptimize(out.data());
+        benchmark::ClobberMemory();
+    }
+    set_counters(st, kPanelQ * kTileX, (kPanelQ + kTileX) * d * sizeof(float), d);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -152,6 +170,10 @@ int main(int argc, char **argv) {
         if (!k) continue;
         const std::string lname = iqdb_simd_name(level);
         avail += (avail.empty() ? "" : ",") + lname;
+        for (size_t d : kDims)
+            benchmark::RegisterBenchmark(
+                ("BM_KernelPanel/dot/" + lname + "/" + std::to_string(d)).c_str(), bm_panel,
+                k->dot_panel, d);
         for (int op = 0; op < IQDB__N_OPS; op++) {
             for (size_t d : kDims) {
                 std::string suffix =
