@@ -7,7 +7,9 @@
  *      (exponent s) from a pool of test images, per policy and capacity, against a cache-off
  *      handle on the same stream;
  *   3. the same stream with a fraction of writes mixed in (replacing random base records):
- *      hit rate and entries invalidated per write (precise invalidation at work).
+ *      hit rate and entries invalidated per write (precise invalidation at work);
+ *   4. the cost of a miss that evicts from a full cache, per policy, at 1,024 and 65,536
+ *      entries.
  *
  *   iqdb-bench-cache [--base N] [--pool P] [--draws D] [--zipf S] [--k K] [--write-pct W]
  *                    [--reps R] [--threads T]
@@ -193,6 +195,50 @@ static const char *pol_name(iqdb_cache_policy p) {
     return "?";
 }
 
+/* 4. What a miss costs when the cache is full and must evict, per policy and capacity: a
+ * 16-row, 4-dimension database (the search itself costs about a microsecond), the cache filled
+ * with distinct queries, then 20,000 more distinct queries, each a miss that evicts; against
+ * the same searches on a cache-off handle. */
+static void evict_cost(void) {
+    printf("\n4. a miss that evicts from a full cache (16 rows x 4 dimensions, 20,000 misses)\n");
+    const iqdb_cache_policy pols[] = {IQDB_CACHE_LRU, IQDB_CACHE_LFU, IQDB_CACHE_FIFO,
+                                      IQDB_CACHE_ARC};
+    const uint32_t caps[] = {1024, 65536};
+    for (size_t ci = 0; ci < 2; ci++)
+        for (size_t pi = 0; pi < 4; pi++) {
+            double us[2];
+            for (int with = 1; with >= 0; with--) {
+                iqdb_options o;
+                iqdb_options_init(&o, 4, IQDB_METRIC_L2);
+                o.cache_entries = with ? caps[ci] : 0;
+                o.cache_policy = pols[pi];
+                o.threads = 1;
+                iqdb *db;
+                CHECK(iqdb_open(NULL, &o, &db));
+                for (int i = 0; i < 16; i++) {
+                    float v[4] = {(float)i, 0, 0, 0};
+                    CHECK(iqdb_upsert(db, (iqdb_id)i, v, NULL));
+                }
+                iqdb_hit h[4];
+                size_t n;
+                for (uint32_t i = 0; with && i < caps[ci]; i++) {
+                    float q[4] = {(float)i * 0.001f, 1, 0, 0};
+                    CHECK(iqdb_search(db, q, 4, NULL, h, &n, NULL));
+                }
+                enum { M = 20000 };
+                double t0 = now_s();
+                for (uint32_t i = 0; i < M; i++) {
+                    float q[4] = {(float)(caps[ci] + i) * 0.001f, 1, 0, 0};
+                    CHECK(iqdb_search(db, q, 4, NULL, h, &n, NULL));
+                }
+                us[with] = (now_s() - t0) / M * 1e6;
+                iqdb_close(db);
+            }
+            printf("   %-4s %6u entries  %8.2f us per missing search (no cache %.2f us)\n",
+                   pol_name(pols[pi]), caps[ci], us[1], us[0]);
+        }
+}
+
 int main(int argc, char **argv) {
     cfg c = {10000, 1000, 4000, 10, 1.0, 1.0, 5, 1};
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -277,5 +323,6 @@ int main(int argc, char **argv) {
     free(stream);
     free(train);
     free(test);
+    evict_cost();
     return 0;
 }

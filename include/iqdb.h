@@ -1283,6 +1283,28 @@ IQDB_API int iqdb_async_checkpoint(iqdb_async *a, iqdb *db, iqdb_async_fn cb, vo
                                    iqdb_future **fut);
 IQDB_API int iqdb_async_check(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
                               iqdb_future **fut);
+/* Keys are copied like every other input; a NULL key with key_len > 0 is IQDB_MISUSE and a key
+ * longer than IQDB_MAX_ID_KEY_LEN is IQDB_INVALID at submission; an empty key fails when the
+ * call runs (IQDB_INVALID), as the synchronous call does. `s` of iqdb_async_stats_get is the
+ * caller's (s->struct_size set) and written when the call runs. */
+IQDB_API int iqdb_async_upsert_key(iqdb_async *a, iqdb *db, const void *key, size_t key_len,
+                                   const float *vec, const iqdb_meta *meta, iqdb_async_fn cb,
+                                   void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_upsert_batch_key(iqdb_async *a, iqdb *db, size_t n, const void *const *keys,
+                                         const size_t *key_lens, const float *vecs,
+                                         const iqdb_meta *const *metas, iqdb_async_fn cb, void *ud,
+                                         iqdb_future **fut);
+IQDB_API int iqdb_async_get_key(iqdb_async *a, iqdb *db, const void *key, size_t key_len,
+                                float *vec_out, iqdb_meta **meta_out, iqdb_async_fn cb, void *ud,
+                                iqdb_future **fut);
+IQDB_API int iqdb_async_delete_key(iqdb_async *a, iqdb *db, const void *key, size_t key_len,
+                                   int *existed, iqdb_async_fn cb, void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_optimize(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                                 iqdb_future **fut);
+IQDB_API int iqdb_async_stats_get(iqdb_async *a, iqdb *db, iqdb_stats *s, iqdb_async_fn cb,
+                                  void *ud, iqdb_future **fut);
+IQDB_API int iqdb_async_cache_clear(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud,
+                                    iqdb_future **fut);
 
 /**
  * Waits until the call is done, at most `timeout_ms` milliseconds (0: just look; UINT32_MAX:
@@ -1293,9 +1315,12 @@ IQDB_API int iqdb_future_wait(iqdb_future *f, uint32_t timeout_ms, int *rc);
 
 /**
  * Cancels a call that has not started: it completes with IQDB_INTERRUPTED (its callback runs
- * now, on this thread) and never touches the database. Returns IQDB_OK when cancelled;
- * IQDB_BUSY when it is running or done already (use iqdb_interrupt to stop a running long
- * call); IQDB_MISUSE (f NULL). Threads: shared. Since: 0.1.
+ * now, on this thread) and never touches the database; returns IQDB_OK. A call that is running
+ * is asked to stop — this call only, where iqdb_interrupt stops every long call on the handle:
+ * a long one (iqdb_upsert_batch, iqdb_search_batch, iqdb_checkpoint, iqdb_optimize, index
+ * builds) returns IQDB_INTERRUPTED at its next check with nothing changed, a short one simply
+ * finishes; the cancel returns IQDB_BUSY and the future tells the outcome. IQDB_BUSY too when
+ * the call is done already; IQDB_MISUSE (f NULL). Threads: shared. Since: 0.1.
  */
 IQDB_API int iqdb_future_cancel(iqdb_future *f);
 

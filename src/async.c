@@ -18,6 +18,7 @@
  */
 #include "cache.h"
 #include "handle.h"
+#include "observe.h"
 
 typedef enum async_op {
     OP_OPEN,
@@ -30,7 +31,14 @@ typedef enum async_op {
     OP_SEARCH,
     OP_SEARCH_BATCH,
     OP_CHECKPOINT,
-    OP_CHECK
+    OP_CHECK,
+    OP_UPSERT_KEY,
+    OP_UPSERT_BATCH_KEY,
+    OP_GET_KEY,
+    OP_DELETE_KEY,
+    OP_OPTIMIZE,
+    OP_STATS,
+    OP_CACHE_CLEAR
 } async_op;
 
 enum { QUEUED, RUNNING, DONE };
@@ -55,6 +63,11 @@ struct iqdb_future {
     iqdb_meta **metas; /* n entries (or 1 for upsert) */
     iqdb_search_params params;
     iqdb_filter *filter;
+    uint8_t *keys; /* key bytes, back to back (keyed calls) */
+    size_t keys_bytes;
+    const void **key_ptrs; /* n (or 1) pointers into keys */
+    size_t *key_lens;      /* n (or 1) lengths */
+    _Atomic int cancel;    /* iqdb_future_cancel while running: long calls stop (observe.h) */
     /* caller outputs (borrowed) */
     iqdb **out_db;
     float *vec_out;
@@ -64,6 +77,7 @@ struct iqdb_future {
     iqdb_hit *hits;
     size_t *n_hits;
     iqdb_search_info *info;
+    iqdb_stats *stats_out;
 };
 
 struct iqdb_async {
@@ -84,11 +98,18 @@ static void free_inputs(iqdb_async *a, iqdb_future *f) {
     iqdb__free(&a->mem, f->vecs, f->vecs_bytes);
     iqdb__free(&a->mem, f->ids, f->n * sizeof *f->ids);
     if (f->metas) {
-        size_t m = f->op == OP_UPSERT ? 1 : f->n;
+        size_t m = f->op == OP_UPSERT || f->op == OP_UPSERT_KEY ? 1 : f->n;
         for (size_t i = 0; i < m; i++) iqdb_meta_destroy(f->metas[i]);
         iqdb__free(&a->mem, f->metas, m * sizeof *f->metas);
     }
     iqdb_filter_destroy(f->filter);
+    size_t nk = f->op == OP_UPSERT_BATCH_KEY ? IQDB_MAX(f->n, (size_t)1) : 1;
+    iqdb__free(&a->mem, f->keys, f->keys_bytes);
+    if (f->key_ptrs) iqdb__free(&a->mem, f->key_ptrs, nk * sizeof *f->key_ptrs);
+    if (f->key_lens) iqdb__free(&a->mem, f->key_lens, nk * sizeof *f->key_lens);
+    f->keys = NULL;
+    f->key_ptrs = NULL;
+    f->key_lens = NULL;
     f->path = NULL;
     f->vecs = NULL;
     f->ids = NULL;
@@ -146,6 +167,18 @@ static int run(iqdb_future *f) {
         return iqdb_search_batch(f->db, f->vecs, f->n, f->k, &f->params, f->hits, f->n_hits);
     case OP_CHECKPOINT: return iqdb_checkpoint(f->db);
     case OP_CHECK: return iqdb_check(f->db);
+    case OP_UPSERT_KEY:
+        return iqdb_upsert_key(f->db, f->key_ptrs[0], f->key_lens[0], f->vecs,
+                               f->metas ? f->metas[0] : NULL);
+    case OP_UPSERT_BATCH_KEY:
+        return iqdb_upsert_batch_key(f->db, f->n, f->key_ptrs, f->key_lens, f->vecs,
+                                     (const iqdb_meta *const *)f->metas);
+    case OP_GET_KEY:
+        return iqdb_get_key(f->db, f->key_ptrs[0], f->key_lens[0], f->vec_out, f->meta_out);
+    case OP_DELETE_KEY: return iqdb_delete_key(f->db, f->key_ptrs[0], f->key_lens[0], f->existed);
+    case OP_OPTIMIZE: return iqdb_optimize(f->db);
+    case OP_STATS: return iqdb_stats_get(f->db, f->stats_out);
+    case OP_CACHE_CLEAR: return iqdb_cache_clear(f->db);
     }
     return IQDB_ERROR;
 }
@@ -177,7 +210,9 @@ static void *worker_main(void *arg) {
         if (f->op == OP_CLOSE)
             while (other_running_on(a, f)) iqdb__cond_wait(&a->done, &a->mu);
         iqdb__mutex_unlock(&a->mu);
+        iqdb__set_cancel_flag(&f->cancel); /* long calls on this thread watch it */
         int rc = run(f);
+        iqdb__set_cancel_flag(NULL);
         if (f->cb) f->cb(f->ud, f, rc);
         iqdb__mutex_lock(&a->mu);
         a->running[slot] = NULL;
@@ -295,6 +330,8 @@ int iqdb_future_cancel(iqdb_future *f) {
     iqdb_async *a = f->a;
     iqdb__mutex_lock(&a->mu);
     if (f->state != QUEUED) {
+        /* running: ask this call (only) to stop at its next check; done: nothing to do */
+        if (f->state == RUNNING) atomic_store(&f->cancel, 1);
         iqdb__mutex_unlock(&a->mu);
         return IQDB_BUSY;
     }
@@ -333,6 +370,7 @@ static int new_future(iqdb_async *a, async_op o, iqdb *db, iqdb_async_fn cb, voi
     iqdb_future *f = iqdb__calloc(&a->mem, 1, sizeof *f);
     if (!f) return iqdb__nomem(db);
     f->a = a;
+    atomic_init(&f->cancel, 0);
     f->op = o;
     f->db = db;
     f->cb = cb;
@@ -560,5 +598,119 @@ int iqdb_async_checkpoint(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud, i
 
 int iqdb_async_check(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud, iqdb_future **fut) {
     SUBMIT(OP_CHECK, db);
+    return submit(f, rc, fut);
+}
+
+/* ---- keyed calls, optimize, stats, cache_clear ----------------------------------------------- */
+
+/* Copies n keys (checked for NULL; lengths are checked by the call when it runs, after a cap
+ * that keeps the copy bounded) into one block with pointers into it. */
+static int copy_keys(iqdb_future *f, size_t n, const void *const *keys, const size_t *lens) {
+    iqdb__mem *mem = &f->a->mem;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] && !keys[i]) return iqdb__fail(f->db, IQDB_MISUSE, "iqdb_async: key is NULL");
+        if (lens[i] > IQDB_MAX_ID_KEY_LEN)
+            return iqdb__fail(f->db, IQDB_INVALID, "iqdb_async: key %zu has length %zu, over %u", i,
+                              lens[i], IQDB_MAX_ID_KEY_LEN);
+        total += lens[i];
+    }
+    f->key_ptrs = iqdb__alloc(mem, IQDB_MAX(n, (size_t)1) * sizeof *f->key_ptrs);
+    f->key_lens = iqdb__alloc(mem, IQDB_MAX(n, (size_t)1) * sizeof *f->key_lens);
+    f->keys = iqdb__alloc(mem, total ? total : 1);
+    if (!f->key_ptrs || !f->key_lens || !f->keys) {
+        /* free_inputs frees with the op's count; make the sizes agree */
+        iqdb__free(mem, f->key_ptrs, IQDB_MAX(n, (size_t)1) * sizeof *f->key_ptrs);
+        iqdb__free(mem, f->key_lens, IQDB_MAX(n, (size_t)1) * sizeof *f->key_lens);
+        iqdb__free(mem, f->keys, total ? total : 1);
+        f->key_ptrs = NULL;
+        f->key_lens = NULL;
+        f->keys = NULL;
+        return iqdb__nomem(f->db);
+    }
+    f->keys_bytes = total ? total : 1;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i]) memcpy(f->keys + at, keys[i], lens[i]);
+        f->key_ptrs[i] = f->keys + at;
+        f->key_lens[i] = lens[i];
+        at += lens[i];
+    }
+    return IQDB_OK;
+}
+
+int iqdb_async_upsert_key(iqdb_async *a, iqdb *db, const void *key, size_t key_len,
+                          const float *vec, const iqdb_meta *meta, iqdb_async_fn cb, void *ud,
+                          iqdb_future **fut) {
+    if (fut) *fut = NULL;
+    if (!vec) return iqdb__fail(db, IQDB_MISUSE, "iqdb_async_upsert_key: vec is NULL");
+    SUBMIT(OP_UPSERT_KEY, db);
+    rc = copy_keys(f, 1, &key, &key_len);
+    if (rc == IQDB_OK) rc = copy_floats(f, vec, db->dim);
+    if (rc == IQDB_OK && meta) {
+        f->metas = iqdb__calloc(&a->mem, 1, sizeof *f->metas);
+        rc = f->metas ? copy_meta(f, meta, &f->metas[0]) : iqdb__nomem(db);
+    }
+    return submit(f, rc, fut);
+}
+
+int iqdb_async_upsert_batch_key(iqdb_async *a, iqdb *db, size_t n, const void *const *keys,
+                                const size_t *key_lens, const float *vecs,
+                                const iqdb_meta *const *metas, iqdb_async_fn cb, void *ud,
+                                iqdb_future **fut) {
+    if (fut) *fut = NULL;
+    if (n && (!keys || !key_lens || !vecs))
+        return iqdb__fail(db, IQDB_MISUSE,
+                          "iqdb_async_upsert_batch_key: keys, key_lens and vecs are required");
+    SUBMIT(OP_UPSERT_BATCH_KEY, db);
+    size_t total;
+    if (iqdb__mul_overflow(n, db->dim, &total) || n > IQDB__MAX_SLOTS)
+        rc = iqdb__fail(db, IQDB_INVALID, "batch of %zu records is too large", n);
+    if (rc == IQDB_OK) rc = copy_keys(f, n, keys, key_lens);
+    if (rc == IQDB_OK) f->n = n; /* from here free_inputs frees n key pointers */
+    if (rc == IQDB_OK) rc = copy_floats(f, vecs, total);
+    if (rc == IQDB_OK && metas && n) {
+        f->metas = iqdb__calloc(&a->mem, n, sizeof *f->metas);
+        if (!f->metas) rc = iqdb__nomem(db);
+        for (size_t i = 0; i < n && rc == IQDB_OK; i++) rc = copy_meta(f, metas[i], &f->metas[i]);
+    }
+    return submit(f, rc, fut);
+}
+
+int iqdb_async_get_key(iqdb_async *a, iqdb *db, const void *key, size_t key_len, float *vec_out,
+                       iqdb_meta **meta_out, iqdb_async_fn cb, void *ud, iqdb_future **fut) {
+    if (meta_out) *meta_out = NULL;
+    SUBMIT(OP_GET_KEY, db);
+    f->vec_out = vec_out;
+    f->meta_out = meta_out;
+    rc = copy_keys(f, 1, &key, &key_len);
+    return submit(f, rc, fut);
+}
+
+int iqdb_async_delete_key(iqdb_async *a, iqdb *db, const void *key, size_t key_len, int *existed,
+                          iqdb_async_fn cb, void *ud, iqdb_future **fut) {
+    if (existed) *existed = 0;
+    SUBMIT(OP_DELETE_KEY, db);
+    f->existed = existed;
+    rc = copy_keys(f, 1, &key, &key_len);
+    return submit(f, rc, fut);
+}
+
+int iqdb_async_optimize(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud, iqdb_future **fut) {
+    SUBMIT(OP_OPTIMIZE, db);
+    return submit(f, rc, fut);
+}
+
+int iqdb_async_stats_get(iqdb_async *a, iqdb *db, iqdb_stats *s, iqdb_async_fn cb, void *ud,
+                         iqdb_future **fut) {
+    if (fut) *fut = NULL;
+    if (!s) return iqdb__fail(db, IQDB_MISUSE, "iqdb_async_stats_get: s is NULL");
+    SUBMIT(OP_STATS, db);
+    f->stats_out = s;
+    return submit(f, rc, fut);
+}
+
+int iqdb_async_cache_clear(iqdb_async *a, iqdb *db, iqdb_async_fn cb, void *ud, iqdb_future **fut) {
+    SUBMIT(OP_CACHE_CLEAR, db);
     return submit(f, rc, fut);
 }

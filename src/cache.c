@@ -6,9 +6,11 @@
  * form (for invalidation). Nodes sit in a chained hash table and in the policy's lists, head =
  * most recent. ARC uses four lists (T1, T2 and the ghost lists B1, B2 whose nodes hold only the
  * key's hash: a hash collision there costs adaptivity, never correctness); the other policies
- * use list 0 only. LFU picks its victim by scanning list 0 from the tail for the lowest count
- * (so ties go to the least recent): O(entries) per eviction, which costs about a microsecond at
- * 1024 entries — less than the search whose result forces the eviction.
+ * use list 0 only. LFU also keeps its entries in a binary min-heap ordered by (use count, last
+ * use), so the victim — the lowest count, ties to the least recently used — is the root: a hit,
+ * an insertion and an eviction cost O(log entries). The scan of list 0 it replaces made a
+ * missing search that evicts cost about 1 ms at 65,536 entries (now 3 us; 6 -> 1.8 us at 1,024),
+ * far more than the search itself.
  *
  * Why exact entries may survive a write (iqdb__cache_on_write). An exact result is the k
  * matching rows with the smallest (distance, insert sequence). A write removes old versions
@@ -37,6 +39,8 @@ typedef struct cache_entry {
     int complete;
     iqdb_strategy strategy;
     uint64_t freq, born_ns;
+    uint64_t used;       /* LFU: the cache's use tick at the last hit or insertion */
+    size_t hpos;         /* LFU: the entry's index in the heap */
     size_t block, bytes; /* allocated block; bytes charged to the byte bound */
     /* key */
     size_t k;
@@ -72,6 +76,9 @@ struct iqdb__cache {
     size_t len, p; /* real entries; ARC's target size of T1 */
     uint64_t bytes, ghost_bytes;
     uint64_t hits, misses, evictions, invalidations;
+    cache_entry **heap; /* LFU: every real entry, min-heap by (freq, used) */
+    size_t heap_n, heap_cap;
+    uint64_t tick;
 };
 
 /* ---- keys ----------------------------------------------------------------------------------- */
@@ -349,8 +356,57 @@ static void free_entry(iqdb__cache *c, cache_entry *e) {
     iqdb__free(c->mem, e, e->block);
 }
 
+/* ---- LFU heap ------------------------------------------------------------------------------ */
+
+static int lfu_before(const cache_entry *a, const cache_entry *b) {
+    return a->freq < b->freq || (a->freq == b->freq && a->used < b->used);
+}
+
+static void heap_set(iqdb__cache *c, size_t i, cache_entry *e) {
+    c->heap[i] = e;
+    e->hpos = i;
+}
+
+static void heap_up(iqdb__cache *c, size_t i) {
+    cache_entry *e = c->heap[i];
+    while (i > 0 && lfu_before(e, c->heap[(i - 1) / 2])) {
+        heap_set(c, i, c->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(c, i, e);
+}
+
+static void heap_down(iqdb__cache *c, size_t i) {
+    cache_entry *e = c->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        const cache_entry *best = e;
+        if (l < c->heap_n && lfu_before(c->heap[l], best)) best = c->heap[m = l];
+        if (l + 1 < c->heap_n && lfu_before(c->heap[l + 1], best)) m = l + 1;
+        if (m == i) break;
+        heap_set(c, i, c->heap[m]);
+        i = m;
+    }
+    heap_set(c, i, e);
+}
+
+/* Room for one more entry in the heap (before an insertion). IQDB_OK or IQDB_NOMEM. */
+static int heap_reserve(iqdb__cache *c) {
+    return iqdb__grow(c->mem, (void **)&c->heap, &c->heap_cap, c->heap_n + 1, sizeof *c->heap);
+}
+
+static void heap_remove(iqdb__cache *c, cache_entry *e) {
+    size_t i = e->hpos;
+    cache_entry *last = c->heap[--c->heap_n];
+    if (last == e) return;
+    heap_set(c, i, last);
+    heap_up(c, i);
+    heap_down(c, last->hpos);
+}
+
 /* Unlinks and frees a node (real or ghost). */
 static void drop(iqdb__cache *c, cache_entry *e) {
+    if (c->policy == IQDB_CACHE_LFU) heap_remove(c, e);
     list_unlink(&c->l[e->list], e);
     hash_unlink(c, e);
     if (e->ghost) {
@@ -414,8 +470,11 @@ static int evict_one(iqdb__cache *c, const cache_entry *keep) {
     }
     cache_entry *v = NULL;
     if (c->policy == IQDB_CACHE_LFU) {
-        for (cache_entry *e = c->l[0].tail; e; e = e->prev)
-            if (e != keep && (!v || e->freq < v->freq)) v = e;
+        if (c->heap_n) v = c->heap[0];
+        if (v == keep) { /* the better child of the root */
+            v = c->heap_n > 1 ? c->heap[1] : NULL;
+            if (c->heap_n > 2 && lfu_before(c->heap[2], v)) v = c->heap[2];
+        }
     } else {
         v = c->l[0].tail;
         if (v == keep) v = v->prev;
@@ -433,6 +492,11 @@ static void policy_insert(iqdb__cache *c, cache_entry *e) {
         }
         e->list = 0;
         list_push(&c->l[0], e);
+        if (c->policy == IQDB_CACHE_LFU) { /* room was reserved by the caller */
+            e->used = ++c->tick;
+            heap_set(c, c->heap_n++, e);
+            heap_up(c, e->hpos);
+        }
     } else {
         list *t1 = &c->l[T1], *t2 = &c->l[T2], *b1 = &c->l[B1], *b2 = &c->l[B2];
         cache_entry *g = find_ghost(c, e->hash);
@@ -503,9 +567,15 @@ int iqdb__cache_lookup(iqdb__cache *c, const iqdb__cache_key *key, iqdb_hit *hit
     info->complete = e->complete;
     info->strategy = e->strategy;
     switch (c->policy) {
+    case IQDB_CACHE_LFU:
+        e->freq++;
+        e->used = ++c->tick;
+        heap_down(c, e->hpos);
+        list_unlink(&c->l[0], e);
+        list_push(&c->l[0], e);
+        break;
     case IQDB_CACHE_DEFAULT:
     case IQDB_CACHE_LRU:
-    case IQDB_CACHE_LFU:
         e->freq++;
         list_unlink(&c->l[0], e);
         list_push(&c->l[0], e);
@@ -567,7 +637,8 @@ void iqdb__cache_insert(iqdb__cache *c, const iqdb__cache_key *key, const iqdb_f
         return;
     }
     iqdb__mutex_lock(&c->mu);
-    if (find(c, key)) { /* a concurrent miss of the same search got here first */
+    if (find(c, key) || (c->policy == IQDB_CACHE_LFU && heap_reserve(c))) {
+        /* a concurrent miss of the same search got here first, or no memory for the heap */
         iqdb__mutex_unlock(&c->mu);
         free_entry(c, e);
         return;
@@ -704,13 +775,15 @@ void iqdb__cache_stats_get(iqdb__cache *c, iqdb__cache_stats *s) {
     s->capacity = c->cap;
     s->bytes = c->bytes;
     s->max_bytes = c->max_bytes;
-    s->mem = sizeof *c + c->nb * sizeof *c->buckets + c->bytes + c->ghost_bytes;
+    s->mem = sizeof *c + c->nb * sizeof *c->buckets + c->heap_cap * sizeof *c->heap + c->bytes +
+             c->ghost_bytes;
     iqdb__mutex_unlock(&c->mu);
 }
 
 void iqdb__cache_destroy(iqdb__cache *c) {
     if (!c) return;
     clear_locked(c, 0);
+    iqdb__free(c->mem, c->heap, c->heap_cap * sizeof *c->heap);
     iqdb__mutex_destroy(&c->mu);
     iqdb__free(c->mem, c->buckets, c->nb * sizeof *c->buckets);
     iqdb__free(c->mem, c, sizeof *c);

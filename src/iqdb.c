@@ -339,7 +339,7 @@ static int maintain(iqdb *db, int watch, uint64_t gen) {
         iqdb__log(db, IQDB_LOG_INFO,
                   "an automatic index training was stopped by %s; the write "
                   "stands and the training is tried again later",
-                  atomic_load(&lc.by_user) ? "the progress callback" : "iqdb_interrupt");
+                  iqdb__long_by_callback(&lc) ? "the progress callback" : "an interrupt");
     return changed;
 }
 

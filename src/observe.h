@@ -23,9 +23,10 @@ typedef struct iqdb__long {
     uint64_t gen; /* the handle's interrupt count at the start */
     iqdb_progress_op op;
     uint64_t total;
-    _Atomic int stop;    /* a poll decided that the call stops */
-    _Atomic int busy;    /* a poller is in the progress callback (one at a time) */
-    _Atomic int by_user; /* the stop came from the progress callback, not iqdb_interrupt */
+    _Atomic int stop;              /* a poll decided that the call stops */
+    _Atomic int busy;              /* a poller is in the progress callback (one at a time) */
+    _Atomic int by;                /* what stopped it (observe.c: interrupt, callback, cancel) */
+    const _Atomic int *cancel;     /* the async future's cancel flag, if run by an executor */
     _Atomic uint64_t at, at_total; /* the progress reached when it stopped */
 } iqdb__long;
 
@@ -41,6 +42,11 @@ int iqdb__long_check(iqdb__long *lc, uint64_t done);
  * message: the calling thread does that with iqdb__long_fail once the workers have stopped.
  */
 int iqdb__long_poll(iqdb__long *lc, uint64_t done, uint64_t total);
+/* 1 when a poll stopped the call because of the progress callback (not an interrupt). */
+int iqdb__long_by_callback(const iqdb__long *lc);
+/* The async executor's worker sets this around a call (NULL after): long calls begun on this
+ * thread also stop when *flag becomes non-zero (iqdb_future_cancel of a running call). */
+void iqdb__set_cancel_flag(const _Atomic int *flag);
 /* After a poll said stop: logs, records the message for the calling thread, returns
  * IQDB_INTERRUPTED. */
 int iqdb__long_fail(iqdb__long *lc);

@@ -262,6 +262,144 @@ static void test_async_cancel_and_timeout(void **state) {
     iqdb_close(db);
 }
 
+/* ---- keyed twins, optimize, stats, cache_clear; cancelling a running call ------------------- */
+
+static void test_async_more_twins(void **state) {
+    (void)state;
+    iqdb_async *a = NULL;
+    assert_int_equal(iqdb_async_create(NULL, 2, &a), IQDB_OK);
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
+    o.index = IQDB_INDEX_HNSW;
+    o.cache_entries = 16;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    float v[3 * DIM], got[DIM];
+    for (int i = 0; i < 3; i++) vec_of(v + i * DIM, 100 + (uint64_t)i);
+    char k0[] = "alpha", k1[] = "beta", k2[] = "gamma";
+    iqdb_future *f;
+    /* inputs are copied: the key buffer is overwritten right after the submit */
+    assert_int_equal(iqdb_async_upsert_key(a, db, k0, 5, v, NULL, NULL, NULL, &f), IQDB_OK);
+    memset(k0, 'x', 5);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    const void *keys[2] = {k1, k2};
+    size_t lens[2] = {4, 5};
+    assert_int_equal(
+        iqdb_async_upsert_batch_key(a, db, 2, keys, lens, v + DIM, NULL, NULL, NULL, &f), IQDB_OK);
+    memset(k1, 'x', 4);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    assert_int_equal(iqdb_async_get_key(a, db, "alpha", 5, got, NULL, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    assert_memory_equal(got, v, sizeof got);
+    assert_int_equal(iqdb_async_get_key(a, db, "beta", 4, got, NULL, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    assert_memory_equal(got, v + DIM, sizeof got);
+    int existed = -1;
+    assert_int_equal(iqdb_async_delete_key(a, db, "gamma", 5, &existed, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    assert_int_equal(existed, 1);
+    assert_int_equal(iqdb_get_key(db, "gamma", 5, NULL, NULL), IQDB_NOTFOUND);
+    assert_int_equal(iqdb_async_optimize(a, db, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    iqdb_stats st = {.struct_size = sizeof st};
+    assert_int_equal(iqdb_async_stats_get(a, db, &st, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    assert_int_equal(st.count, 2);
+    assert_int_equal(iqdb_async_cache_clear(a, db, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    /* bad input: refused at submission, or by the call when it runs (empty key) */
+    f = (iqdb_future *)&st;
+    assert_int_equal(iqdb_async_get_key(a, db, NULL, 3, got, NULL, NULL, NULL, &f), IQDB_MISUSE);
+    assert_null(f);
+    static char big[IQDB_MAX_ID_KEY_LEN + 1];
+    assert_int_equal(iqdb_async_upsert_key(a, db, big, sizeof big, v, NULL, NULL, NULL, &f),
+                     IQDB_INVALID);
+    assert_int_equal(iqdb_async_upsert_key(a, db, "k", 1, NULL, NULL, NULL, NULL, &f), IQDB_MISUSE);
+    assert_int_equal(iqdb_async_upsert_batch_key(a, db, 2, NULL, lens, v, NULL, NULL, NULL, &f),
+                     IQDB_MISUSE);
+    assert_int_equal(iqdb_async_stats_get(a, db, NULL, NULL, NULL, &f), IQDB_MISUSE);
+    assert_int_equal(iqdb_async_optimize(NULL, db, NULL, NULL, &f), IQDB_MISUSE);
+    assert_int_equal(iqdb_async_delete_key(a, db, "", 0, NULL, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_INVALID);
+    uint64_t n = 0;
+    iqdb_count(db, &n);
+    assert_int_equal(n, 2);
+    iqdb_async_destroy(a);
+    iqdb_close(db);
+}
+
+/* The progress callback holds the first report until the test has cancelled the running call. */
+typedef struct hold {
+    _Atomic int entered, released, reports;
+} hold;
+
+static int hold_progress(void *ud, iqdb_progress_op op, uint64_t done, uint64_t total) {
+    (void)op;
+    (void)done;
+    (void)total;
+    hold *h = ud;
+    if (atomic_fetch_add(&h->reports, 1) == 0) {
+        atomic_store(&h->entered, 1);
+        while (!atomic_load(&h->released)) {
+            struct timespec ts = {0, 100000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return 0;
+}
+
+static void test_async_cancel_running(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    hold h;
+    atomic_init(&h.entered, 0);
+    atomic_init(&h.released, 0);
+    atomic_init(&h.reports, 0);
+    atomic_store(&h.released, 1); /* the load below is not held */
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, IQDB_METRIC_L2);
+    o.index = IQDB_INDEX_HNSW;
+    o.threads = 2;
+    o.progress_fn = hold_progress;
+    o.progress_ud = &h;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    float *v = malloc((size_t)N * DIM * sizeof *v);
+    iqdb_id *ids = malloc(N * sizeof *ids);
+    for (int i = 0; i < N; i++) {
+        vec_of(v + (size_t)i * DIM, (uint64_t)i);
+        ids[i] = (iqdb_id)i;
+    }
+    assert_int_equal(iqdb_upsert_batch(db, N, ids, v, NULL), IQDB_OK);
+    iqdb_async *a = NULL;
+    assert_int_equal(iqdb_async_create(NULL, 1, &a), IQDB_OK);
+    atomic_store(&h.reports, 0);
+    atomic_store(&h.entered, 0);
+    atomic_store(&h.released, 0);
+    iqdb_future *f;
+    assert_int_equal(iqdb_async_optimize(a, db, NULL, NULL, &f), IQDB_OK);
+    while (!atomic_load(&h.entered)) {
+        struct timespec ts = {0, 100000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(iqdb_future_cancel(f), IQDB_BUSY); /* running: asked to stop */
+    atomic_store(&h.released, 1);
+    assert_int_equal(wait_rc(f), IQDB_INTERRUPTED);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    uint64_t n = 0;
+    iqdb_count(db, &n);
+    assert_int_equal(n, N);
+    /* the cancel concerned that call only: the next optimize runs to the end */
+    atomic_store(&h.released, 1);
+    assert_int_equal(iqdb_async_optimize(a, db, NULL, NULL, &f), IQDB_OK);
+    assert_int_equal(wait_rc(f), IQDB_OK);
+    assert_int_equal(iqdb_optimize(db), IQDB_OK);
+    iqdb_async_destroy(a);
+    iqdb_close(db);
+    free(ids);
+    free(v);
+}
+
 /* ---- many threads at once ------------------------------------------------------------------- */
 
 enum { SUBMITTERS = 4, PER = 150 };
@@ -429,6 +567,8 @@ int main(void) {
         cmocka_unit_test(test_async_every_call),
         cmocka_unit_test(test_async_bad_input),
         cmocka_unit_test(test_async_cancel_and_timeout),
+        cmocka_unit_test(test_async_more_twins),
+        cmocka_unit_test(test_async_cancel_running),
         cmocka_unit_test(test_async_concurrent),
         cmocka_unit_test(test_async_durable),
         cmocka_unit_test(test_async_oom),

@@ -68,9 +68,34 @@ static iqdb_meta *random_meta(iqdbt_rng *r) {
     return m;
 }
 
-static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed) {
+/* The index a twin pair uses: the cache must match a cache-off twin with every kind. Caches
+ * of approximate indexes (and quantized scans) lose their entries at every write, so `hot`
+ * narrows the searches to a few keys to get hits between writes. */
+typedef struct oracle_kind {
+    iqdb_index_kind index;
+    iqdb_quant quant;
+    int hot;
+} oracle_kind;
+
+static iqdb *open_kind(iqdb_metric m, uint32_t entries, iqdb_cache_policy pol, oracle_kind kind) {
+    iqdb_options o;
+    iqdb_options_init(&o, DIM, m);
+    o.cache_entries = entries;
+    o.cache_policy = pol;
+    o.threads = 1;
+    o.index = kind.index;
+    o.ivf.n_lists = 4; /* trains at 32 rows, within the 80 ids the steps use */
+    o.ivf.n_probes = 2;
+    o.quant.kind = kind.quant;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(NULL, &o, &db), IQDB_OK);
+    return db;
+}
+
+static void run_oracle_kind(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed,
+                            oracle_kind kind) {
     iqdbt_rng r = {seed};
-    iqdb *c = open_db(metric, 32, pol, 0, 0), *u = open_db(metric, 0, 0, 0, 0);
+    iqdb *c = open_kind(metric, 32, pol, kind), *u = open_kind(metric, 0, 0, kind);
     const char *ftext[] = {NULL,          "cat = 1",     "cat IN (0, 2)",
                            "EXISTS(tag)", "NOT cat = 1", "late = true"};
     iqdb_filter *filters[6] = {NULL};
@@ -80,10 +105,14 @@ static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed)
     const size_t ks[] = {1, 5, 60};
     iqdb_hit hc[64], hu[64];
     long hits = 0, compared = 0, batch_looks = 0;
+    const uint64_t nq = kind.hot ? 1 : 4, nk = kind.hot ? 1 : 3, nf = kind.hot ? 2 : 6;
     for (int step = 0; step < 3000; step++) {
         uint64_t x = iqdbt_next(&r) % 100;
         float v[DIM];
-        if (x < 14) { /* upsert: new id or replacement */
+        if (x < 1 && step % 3 == 0) { /* a rebuild: IVF retrains, HNSW relinks */
+            assert_int_equal(iqdb_optimize(c), IQDB_OK);
+            assert_int_equal(iqdb_optimize(u), IQDB_OK);
+        } else if (x < 14) { /* upsert: new id or replacement */
             iqdb_id id = iqdbt_next(&r) % 80;
             random_vec(&r, v);
             iqdb_meta *m = random_meta(&r);
@@ -112,11 +141,11 @@ static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed)
         } else if (x < 30) { /* a batch search, compared with the twin */
             float qs[3 * DIM];
             for (int i = 0; i < 3; i++)
-                memcpy(qs + i * DIM, queries[iqdbt_next(&r) % 4], sizeof qs[0] * DIM);
-            size_t k = ks[iqdbt_next(&r) % 3];
+                memcpy(qs + i * DIM, queries[iqdbt_next(&r) % nq], sizeof qs[0] * DIM);
+            size_t k = ks[iqdbt_next(&r) % nk + (kind.hot ? 1 : 0)];
             iqdb_search_params p;
             iqdb_search_params_init(&p);
-            p.filter = filters[iqdbt_next(&r) % 6];
+            p.filter = filters[iqdbt_next(&r) % nf];
             iqdb_hit bc[3 * 60], bu[3 * 60];
             size_t nc[3], nu[3];
             assert_int_equal(iqdb_search_batch(c, qs, 3, k, &p, bc, nc), IQDB_OK);
@@ -131,9 +160,9 @@ static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed)
             iqdb_count(u, &cnt);
             if (cnt) batch_looks += 3; /* an empty database answers without looking */
         } else {                       /* a search, compared with the twin */
-            const float *q = queries[iqdbt_next(&r) % 4];
-            size_t k = ks[iqdbt_next(&r) % 3];
-            const iqdb_filter *f = filters[iqdbt_next(&r) % 6];
+            const float *q = queries[iqdbt_next(&r) % nq];
+            size_t k = ks[iqdbt_next(&r) % nk + (kind.hot ? 1 : 0)];
+            const iqdb_filter *f = filters[iqdbt_next(&r) % nf];
             size_t nc, nu;
             hits += search(c, q, k, f, hc, &nc);
             assert_int_equal(search(u, q, k, f, hu, &nu), 0);
@@ -148,6 +177,7 @@ static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed)
     iqdb_stats s = stats(c);
     if (hits < 200) fprintf(stderr, "seed %llu: only %ld hits\n", (unsigned long long)seed, hits);
     assert_true(hits >= 200); /* the cache was really used ... */
+    if (kind.index == IQDB_INDEX_IVF) assert_int_equal(stats(c).trained, 1);
     assert_true(s.cache_invalidations > 0);
     assert_true(s.cache_hits >= (uint64_t)hits);
     assert_int_equal(s.cache_hits + s.cache_misses, (uint64_t)(compared + batch_looks));
@@ -155,6 +185,28 @@ static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed)
     assert_int_equal(iqdb_check(c), IQDB_OK);
     iqdb_close(c);
     iqdb_close(u);
+}
+
+static void run_oracle(iqdb_metric metric, iqdb_cache_policy pol, uint64_t seed) {
+    run_oracle_kind(metric, pol, seed, (oracle_kind){IQDB_INDEX_FLAT, IQDB_QUANT_NONE, 0});
+}
+
+/* The same oracle over IVF (trained during the run, retrained by optimize), HNSW and a
+ * quantized flat index. */
+static void test_cache_equals_uncached_indexes(void **state) {
+    (void)state;
+    uint64_t seed = (uint64_t)time(NULL) ^ 0x1f0ull;
+    const oracle_kind ivf = {IQDB_INDEX_IVF, IQDB_QUANT_NONE, 1},
+                      ivf_sq8 = {IQDB_INDEX_IVF, IQDB_QUANT_SQ8, 1},
+                      hnsw = {IQDB_INDEX_HNSW, IQDB_QUANT_NONE, 1},
+                      flat_sq8 = {IQDB_INDEX_FLAT, IQDB_QUANT_SQ8, 1};
+    run_oracle_kind(IQDB_METRIC_L2, IQDB_CACHE_LRU, seed, ivf);
+    run_oracle_kind(IQDB_METRIC_COSINE, IQDB_CACHE_ARC, seed + 1, ivf);
+    run_oracle_kind(IQDB_METRIC_L1, IQDB_CACHE_LFU, seed + 2, ivf);
+    run_oracle_kind(IQDB_METRIC_L2, IQDB_CACHE_FIFO, seed + 3, ivf_sq8);
+    run_oracle_kind(IQDB_METRIC_L2, IQDB_CACHE_LRU, seed + 4, hnsw);
+    run_oracle_kind(IQDB_METRIC_DOT, IQDB_CACHE_ARC, seed + 5, hnsw);
+    run_oracle_kind(IQDB_METRIC_L2, IQDB_CACHE_LFU, seed + 6, flat_sq8);
 }
 
 static void test_cache_equals_uncached(void **state) {
@@ -670,6 +722,7 @@ int main(void) {
     iqdbt_simd_gate();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache_equals_uncached),
+        cmocka_unit_test(test_cache_equals_uncached_indexes),
         cmocka_unit_test(test_cache_invalidation_counts),
         cmocka_unit_test(test_cache_policy_lru),
         cmocka_unit_test(test_cache_policy_fifo),

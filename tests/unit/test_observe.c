@@ -302,7 +302,7 @@ static void assert_same_answers(const iqdb_hit *a, const size_t *na, const iqdb_
 
 static void test_observe_hnsw_build(void **state) {
     (void)state;
-    enum { N = 3000 };
+    enum { N = 1500 };
     bprog p;
     bprog_reset(&p, 0, 0);
     float *v = make_vecs(2 * N);
@@ -446,7 +446,7 @@ static void test_observe_ivf_training(void **state) {
 
 static void test_observe_interrupt_optimize(void **state) {
     (void)state;
-    enum { N = 3000 };
+    enum { N = 1500 };
     bprog p;
     bprog_reset(&p, 0, 0);
     float *v = make_vecs(N);
