@@ -29,6 +29,7 @@
 //
 //             iqdb-sq8        (--quant) iqdb HNSW with SQ8 codes (graph distances on codes,
 //                             the best k * oversample re-ranked against the rows)
+//             iqdb-sq8-os1    (--quant) iqdb-sq8's database searched with oversample 1
 //             iqdb-sq8-co     (--quant) the same with IQDB_QUANT_CODES_ONLY (rows dropped,
 //                             distances to the decoded codes)
 //
@@ -251,8 +252,11 @@ struct Engine {
 
 struct IqdbEngine : Engine {
     iqdb *db = nullptr;
+    bool owns = true; // false: another engine's database, searched with other parameters
     iqdb_search_params p;
-    ~IqdbEngine() override { iqdb_close(db); }
+    ~IqdbEngine() override {
+        if (owns) iqdb_close(db);
+    }
     void set_ef(size_t ef) override { p.ef = static_cast<uint32_t>(ef); }
     size_t search(const float *q, int64_t *labels, uint64_t *ndist) override {
         iqdb_hit hits[kK];
@@ -491,6 +495,17 @@ int main(int argc, char **argv) {
                         static_cast<double>(st.mem_codes) / D.n,
                         static_cast<double>(st.mem_index) / D.n);
             std::fflush(stdout);
+            if (v.flags) continue;
+            // the same database with a shortlist of k (oversample 1): the walk's width is then
+            // the ef of the sweep (with 4 it is at least 40), so the curve reaches lower recall
+            auto *e1 = new IqdbEngine;
+            e1->name = "iqdb-sq8-os1";
+            e1->label = "iqdb-sq8's database, params.oversample = 1";
+            e1->db = e->db;
+            e1->owns = false;
+            iqdb_search_params_init(&e1->p);
+            e1->p.oversample = 1;
+            engines.push_back(e1);
         }
     }
     if (O.variants) {

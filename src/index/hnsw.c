@@ -102,6 +102,35 @@
  * number of matching records is exact).
  *
  * ---------------------------------------------------------------------------------------------
+ * Quantized graphs (options.quant.kind SQ8 or BINARY; PQ is refused by iqdb.c)
+ *
+ * Codes live in one array by slot (code_size bytes each, ccap >= g.cap slots), beside the graph
+ * and outside it: a rebuild (optimize) or a load swaps graph and codes separately. Once the
+ * quantizer is trained every graph distance is a proxy (quant.h) between a prepared float query
+ * and a code: the searched vector, the row being inserted, or — when a node's own list is
+ * re-selected or repaired, and for each candidate of the diversity heuristic — that node's row
+ * (codes only: its decoded code). SQ8 codes are scored with the per-dimension kernel sq8_pair
+ * (float query, byte code: a quarter of the bytes of a float row, through the same prefetch
+ * pipeline as rows), binary codes with bits_pair (popcount). Proxy keys are never reported: the
+ * walk keeps at least k * oversample results (options.quant.oversample, per query
+ * params.oversample; SQ8 4, BINARY 16 as for IVF) and the best k * oversample of them by proxy
+ * are re-ranked against the full-precision rows — or, codes only, against the decoded codes
+ * (iqdb__quant_rerank_code), whose distances are then the ones reported.
+ *
+ * When codes are trained — the IVF rules, adapted to a graph that is built as rows arrive:
+ *  - the insert that brings the store to HN_TRAIN_MIN (1,024) rows trains the quantizer on
+ *    every live row and encodes them all before it links the new nodes, so a bulk build links
+ *    on codes; below that the graph works on the rows. A failed or interrupted insert untrains
+ *    again (nothing changed); a training that fails for memory leaves the build on rows and
+ *    maintain (after the write) tries again;
+ *  - while the rows are stored, maintain retrains after each HN_GROW-fold growth (ranges
+ *    follow the data; every row re-encoded, the graph kept);
+ *  - optimize retrains on the rows (any count; none: untrained) and rebuilds the graph on the
+ *    new codes; codes only (no rows) keeps quantizer and codes and rebuilds on them.
+ * Codes-only stores drop their vectors once trained (iqdb.c); new rows come with their vectors
+ * (insert's vecs) and are encoded from them.
+ *
+ * ---------------------------------------------------------------------------------------------
  * Threads and locking
  *
  * Searches only read. A bulk insert (upsert_batch, optimize) of HN_PAR_MIN or more nodes runs
@@ -117,9 +146,10 @@
  * builds are deterministic; parallel ones are not (the interleaving decides the graph).
  *
  * ---------------------------------------------------------------------------------------------
- * Serialized form (version 1), all integers little-endian:
+ * Serialized form, all integers little-endian (version 1 without a quantizer; version 2 adds
+ * the quantizer block before the end magic):
  *
- *   u32 magic 0x57534e48 ("HNSW")   u32 version = 1
+ *   u32 magic 0x57534e48 ("HNSW")   u32 version (1 or 2)
  *   u32 m   u32 ef_construction   u32 ef_search   u32 filter_widen   u64 seed
  *   u32 n_slots (the store's slot count when written)   u32 n_nodes
  *   u32 entry   u32 root   u32 top + 1 (0 = empty graph)
@@ -127,6 +157,9 @@
  *     u32 slot   u32 level   u32 parent (0xffffffff = none)   u32 ovf_next (0xffffffff = none)
  *     u32 ovf_head (0xffffffff = none)
  *     level + 1 lists, layer 0 first: u32 count, then count u32 slots
+ *   version 2 only: u32 kind   u32 trained (0 / 1)   u32 code_size   u32 flags (bit 0: codes
+ *     only)   u64 trained_rows   u64 next_train; when trained: the quantizer parameters
+ *     (iqdb__quant_write), then one code per node in the node records' order
  *   u32 end magic 0x444e4548
  *
  * The store (with its slots and sequence numbers) is restored before the graph; load checks

@@ -657,6 +657,73 @@ static void test_hnsw_quant_bad_input(void **state) {
     free(ds.x);
 }
 
+/* ---- out of memory ------------------------------------------------------------------------- */
+
+/* Answers of a few queries, for before / after comparisons. */
+static void answers(iqdb *db, const float *q, uint32_t dim, iqdb_hit *out, size_t *n) {
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(iqdb_search(db, q + i * dim, K, NULL, out + i * K, &n[i], NULL), IQDB_OK);
+}
+
+/* The write that trains (it crosses 1,024 rows), an optimize and a search, with the Nth
+ * allocation failing, for every N until the call completes: a failed call returns IQDB_NOMEM
+ * and leaves the answers, the count and the training state as they were; iqdb_check passes;
+ * nothing leaks. */
+static void test_hnsw_quant_oom(void **state) {
+    (void)state;
+    const uint32_t dim = 8;
+    dataset ds = gen(IQDB_METRIC_L2, 1100, dim, 8, 17);
+    float q[4 * 8];
+    gen_queries(q, 4, &ds, IQDB_METRIC_L2, 18);
+    for (int op = 0; op < 3; op++) {
+        static const char *const names[] = {"upsert_batch (trains)", "optimize", "search"};
+        long long n;
+        int completed = 0;
+        for (n = 1; n < 5000 && !completed; n++) {
+            iqdb *db = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_SQ8, 0, 1, 0);
+            load_rows(db, &ds, 0, op == 0 ? 1000 : 1100, 0);
+            iqdb_hit before[4 * K], after[4 * K];
+            size_t nb[4], na[4];
+            answers(db, q, dim, before, nb);
+            iqdb_stats s0 = stats_of(db);
+            iqdbt_fail_after(&A, n, 0);
+            int rc;
+            if (op == 0) {
+                iqdb_id ids[100];
+                for (int i = 0; i < 100; i++) ids[i] = 1000 + (iqdb_id)i;
+                rc = iqdb_upsert_batch(db, 100, ids, ds.x + 1000 * dim, NULL);
+            } else if (op == 1) {
+                rc = iqdb_optimize(db);
+            } else {
+                iqdb_hit h[K];
+                size_t nh;
+                rc = iqdb_search(db, q, K, NULL, h, &nh, NULL);
+            }
+            int failed = atomic_load(&A.failed);
+            iqdbt_fail_off(&A);
+            if (rc != IQDB_OK) {
+                if (rc != IQDB_NOMEM) print_error("%s N=%lld: rc %d\n", names[op], n, rc);
+                assert_int_equal(rc, IQDB_NOMEM);
+                iqdb_stats s1 = stats_of(db);
+                assert_int_equal(s1.count, s0.count);
+                assert_int_equal(s1.trained, s0.trained);
+                answers(db, q, dim, after, na);
+                assert_memory_equal(nb, na, sizeof nb);
+                assert_memory_equal(before, after, sizeof before);
+            } else if (op == 0) {
+                assert_int_equal(stats_of(db).trained, 1);
+            }
+            assert_int_equal(iqdb_check(db), IQDB_OK);
+            assert_int_equal(iqdb_close(db), IQDB_OK);
+            assert_int_equal(atomic_load(&A.live), 0);
+            completed = rc == IQDB_OK && !failed;
+        }
+        printf("%-22s completed after %lld allocation failures\n", names[op], n - 2);
+        assert_true(completed);
+    }
+    free(ds.x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hnsw_quant_recall_sq8, setup, teardown),
@@ -666,6 +733,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hnsw_quant_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hnsw_quant_codes_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hnsw_quant_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hnsw_quant_oom, setup, teardown),
     };
     return cmocka_run_group_tests_name("hnsw_quant", tests, NULL, NULL);
 }
