@@ -479,8 +479,10 @@ typedef struct iqdb_options {
      * re-ranks a shortlist; it trains like IVF (above). Until trained, searches are exact.
      * HNSW: the write that brings the database to 1,024 rows trains the quantizer on every row
      * before it links the new ones; from then on the graph computes every distance (inserts
-     * and searches) between a float query and a code, keeps at least k * oversample results
-     * and re-ranks the best of them against the rows (codes only: the decoded codes). While
+     * and searches) between a float query and a code, and of the walk's max(ef, k) results
+     * the best k * oversample are re-ranked against the rows (codes only: the decoded codes).
+     * SQ8 keeps ef (a walk narrower than k * oversample re-ranks all it found); BINARY widens
+     * the walk to k * oversample (one-bit codes need the longer shortlist). While
      * the rows are stored it retrains after each 4-fold growth; iqdb_optimize retrains and
      * rebuilds. Before training the graph uses the rows (searches are approximate as usual).
      */
@@ -963,7 +965,8 @@ typedef struct iqdb_search_params {
                                     records; 0 = the index's ef_search */
     uint32_t n_probes;         /**< IVF lists to scan for this query, 0 .. 2^20 (more than the
                                     index has means all); 0 = the index's */
-    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes,
+    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes
+                                    (HNSW: of the walk's max(ef, k) results),
                                     0 .. IQDB_MAX_OVERSAMPLE; 0 = the index's */
 } iqdb_search_params;
 

@@ -14,7 +14,8 @@
  *    same on hostile bytes and returns IQDB_CORRUPT instead of asserting;
  *  - with a quantizer (SQ8 or binary), once trained, every node has a code and the graph's
  *    distances (build and search) are computed on codes; a search re-ranks its best
- *    k * oversample candidates against the rows (or, codes only, the decoded codes).
+ *    k * oversample candidates (of max(ef, k) walked) against the rows (or, codes only, the
+ *    decoded codes).
  */
 #ifndef IQDB_HNSW_H
 #define IQDB_HNSW_H

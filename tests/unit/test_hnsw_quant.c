@@ -16,25 +16,19 @@
  * from fixed seeds, printed on failure. Runs once (the graph logic does not depend on the
  * kernel level; the kernels are tested per level in test_dist and test_quant).
  */
-#include "../common/testutil.h"
-
-#include "index/index.h"
+#include "../common/annutil.h"
 
 static iqdbt_alloc A;
-static iqdb_meta *tag_meta[5];
 
 static int setup(void **state) {
     (void)state;
     iqdbt_alloc_reset(&A);
-    for (int t = 0; t < 5; t++) {
-        assert_int_equal(iqdb_meta_create(NULL, &tag_meta[t]), IQDB_OK);
-        iqdb_meta_set_int(tag_meta[t], "tag", t);
-    }
+    iqdbt_tags_make();
     return 0;
 }
 static int teardown(void **state) {
     (void)state;
-    for (int t = 0; t < 5; t++) iqdb_meta_destroy(tag_meta[t]);
+    iqdbt_tags_free();
     assert_int_equal(atomic_load(&A.live), 0);
     assert_int_equal(atomic_load(&A.blocks), 0);
     assert_int_equal(atomic_load(&A.bad_free), 0);
@@ -52,40 +46,12 @@ static const char *quant_name(iqdb_quant q) {
 
 enum { K = 10, MAXK = 64 };
 
-/* ---- data: n points around `clusters` centres; Hamming data 0/1 with 20% of the bits flipped */
-
-typedef struct dataset {
-    uint32_t dim;
-    size_t n;
-    float *x;
-} dataset;
-
+typedef iqdbt_dataset dataset;
 static dataset gen(iqdb_metric m, size_t n, uint32_t dim, uint32_t clusters, uint64_t seed) {
-    iqdbt_rng r = {seed};
-    dataset d = {dim, n, malloc(n * dim * sizeof(float))};
-    float *c = malloc((size_t)clusters * dim * sizeof(float));
-    for (size_t i = 0; i < (size_t)clusters * dim; i++)
-        c[i] = m == IQDB_METRIC_HAMMING ? (float)(iqdbt_next(&r) & 1) : iqdbt_uniform(&r, -1, 1);
-    for (size_t i = 0; i < n; i++) {
-        const float *ci = c + (iqdbt_next(&r) % clusters) * dim;
-        for (uint32_t j = 0; j < dim; j++)
-            d.x[i * dim + j] = m == IQDB_METRIC_HAMMING
-                                   ? (iqdbt_next(&r) % 5 == 0 ? 1.0f - ci[j] : ci[j])
-                                   : ci[j] + iqdbt_uniform(&r, -0.8f, 0.8f);
-    }
-    free(c);
-    return d;
+    return iqdbt_gen(m, n, dim, clusters, 0.8f, seed);
 }
-
 static void gen_queries(float *q, size_t nq, const dataset *ds, iqdb_metric m, uint64_t seed) {
-    iqdbt_rng r = {seed};
-    const uint32_t dim = ds->dim;
-    for (size_t i = 0; i < nq; i++) {
-        const float *x = ds->x + (iqdbt_next(&r) % ds->n) * dim;
-        for (uint32_t j = 0; j < dim; j++)
-            q[i * dim + j] = m == IQDB_METRIC_HAMMING ? (iqdbt_next(&r) % 8 ? x[j] : 1.0f - x[j])
-                                                      : x[j] + iqdbt_uniform(&r, -0.2f, 0.2f);
-    }
+    iqdbt_gen_queries(q, nq, ds->dim, m, ds, seed);
 }
 
 static iqdb *open_q(uint32_t dim, iqdb_metric m, iqdb_quant q, uint32_t flags, uint32_t threads,
@@ -106,110 +72,13 @@ static iqdb *open_q(uint32_t dim, iqdb_metric m, iqdb_quant q, uint32_t flags, u
     return db;
 }
 
-/* Rows [from, to) with ids id0 + i, metadata {"tag": i % 5} (none for every 7th row). */
-static void load_rows(iqdb *db, const dataset *ds, size_t from, size_t to, iqdb_id id0) {
-    enum { CH = 4096 };
-    static iqdb_id ids[CH];
-    static const iqdb_meta *metas[CH];
-    for (size_t b = from; b < to; b += CH) {
-        size_t m = IQDB_MIN((size_t)CH, to - b);
-        for (size_t i = 0; i < m; i++) {
-            ids[i] = id0 + b + i;
-            metas[i] = (b + i) % 7 == 6 ? NULL : tag_meta[(b + i) % 5];
-        }
-        assert_int_equal(iqdb_upsert_batch(db, m, ids, ds->x + b * ds->dim, metas), IQDB_OK);
-    }
-}
-
-static iqdb_stats stats_of(iqdb *db) {
-    iqdb_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    assert_int_equal(iqdb_stats_get(db, &s), IQDB_OK);
-    return s;
-}
-
-static iqdb_filter *tag_filter(int t) {
-    char text[32];
-    if (t < 5)
-        snprintf(text, sizeof text, "tag = %d", t);
-    else
-        snprintf(text, sizeof text, "NOT tag = %d", t - 5);
-    iqdb_filter *f;
-    assert_int_equal(iqdb_filter_parse(NULL, text, strlen(text), &f, NULL), IQDB_OK);
-    return f;
-}
-
-/* Every hit: an existing id whose distance to what iqdb_get returns (the row, or codes only
- * the decoded code) matches the reported one (double oracle), passing the filter (tagf < 0:
- * none; below 5: tag = tagf; else NOT tag = tagf - 5), sorted, distinct. */
-static void check_hits(iqdb *db, iqdb_metric m, const float *q, uint32_t dim, const iqdb_hit *h,
-                       size_t n, int tagf) {
-    float *v = malloc(dim * sizeof(float));
-    for (size_t i = 0; i < n; i++) {
-        iqdb_meta *meta = NULL;
-        assert_int_equal(iqdb_get(db, h[i].id, v, tagf >= 0 ? &meta : NULL), IQDB_OK);
-        double want = iqdbt_dist(m, q, v, dim);
-        if (fabs(h[i].distance - want) > 1e-4 * (1 + fabs(want))) {
-            print_error("hit %zu id %llu: distance %.9g, oracle %.9g\n", i,
-                        (unsigned long long)h[i].id, h[i].distance, want);
-            fail();
-        }
-        if (tagf >= 0) {
-            int64_t t = -1;
-            int rc = iqdb_meta_get_int(meta, "tag", &t);
-            if (tagf < 5) { /* tag = tagf */
-                assert_int_equal(rc, IQDB_OK);
-                assert_int_equal(t, tagf);
-            } else { /* NOT tag = tagf - 5 */
-                assert_true(rc != IQDB_OK || t != tagf - 5);
-            }
-            iqdb_meta_destroy(meta);
-        }
-        if (i) assert_true(h[i - 1].distance <= h[i].distance);
-        for (size_t j = 0; j < i; j++) assert_true(h[j].id != h[i].id);
-    }
-    free(v);
-}
-
-/* recall@k of `p` against the exact search with the same filter (a hit at a distance <= the
- * true k-th distance counts); every hit is checked; the count must be min(k, matching); the
- * strategy must be the graph's unless `any_strategy`. */
-static size_t graph_walks; /* searches of recall() that walked the graph */
+static size_t graph_walks; /* searches of the last recall() that walked the graph */
 static double recall(iqdb *db, iqdb_metric m, const float *qs, size_t nq, uint32_t dim, size_t k,
                      const iqdb_search_params *p, int tagf) {
-    iqdb_search_params ex = *p;
-    ex.exact = 1;
-    size_t good = 0, want = 0;
-    for (size_t i = 0; i < nq; i++) {
-        iqdb_hit h[MAXK], e[MAXK];
-        size_t n, ne;
-        iqdb_search_info info = {.struct_size = sizeof info};
-        assert_int_equal(iqdb_search(db, qs + i * dim, k, p, h, &n, &info), IQDB_OK);
-        assert_int_equal(iqdb_search(db, qs + i * dim, k, &ex, e, &ne, NULL), IQDB_OK);
-        assert_int_equal(info.complete, 1);
-        assert_int_equal(n, ne);
-        if (info.strategy == IQDB_STRATEGY_HNSW || info.strategy == IQDB_STRATEGY_HNSW_FILTERED) {
-            assert_true(info.n_reranked >= n);
-            graph_walks++;
-        }
-        check_hits(db, m, qs + i * dim, dim, h, n, tagf);
-        for (size_t j = 0; j < n; j++) good += h[j].distance <= e[ne - 1].distance;
-        want += ne;
-    }
-    return want ? (double)good / (double)want : 1.0;
-}
-
-static iqdbt_membuf serialize(iqdb *db) {
-    iqdbt_membuf b = {0};
-    iqdb__sink sink = {iqdbt_mb_write, &b};
-    assert_int_equal(iqdb__index_serialize(iqdb__db_index(db), iqdb__db_env(db), &sink), IQDB_OK);
-    return b;
-}
-static int load(iqdb *db, const uint8_t *p, size_t n) {
-    iqdbt_membuf b = {(uint8_t *)p, n, n, 0};
-    iqdb__source src = {iqdbt_mb_read, &b};
-    return iqdb__index_load(iqdb__db_index(db), iqdb__db_env(db), &src);
+    iqdbt_recall_info ri;
+    double r = iqdbt_recall(db, m, qs, nq, dim, k, p, tagf, &ri);
+    graph_walks = ri.graph_walks;
+    return r;
 }
 
 /* Same answers (ids and distances) from two handles. */
@@ -247,8 +116,8 @@ static void run_recall(iqdb_metric m, iqdb_quant quant) {
            (unsigned long long)seed);
     dataset ds = gen(m, n, dim, 24, seed);
     iqdb *db = open_q(dim, m, quant, 0, 2, 0);
-    load_rows(db, &ds, 0, n, 0);
-    iqdb_stats st = stats_of(db);
+    iqdbt_load_rows(db, &ds, 0, n, 0);
+    iqdb_stats st = iqdbt_stats(db);
     assert_int_equal(st.trained, 1);
     assert_int_equal(st.quant, quant);
     assert_int_equal(st.code_bytes, quant == IQDB_QUANT_SQ8 ? dim : 8u);
@@ -258,10 +127,9 @@ static void run_recall(iqdb_metric m, iqdb_quant quant) {
     gen_queries(q, NQ, &ds, m, seed + 1);
     iqdb_search_params p;
     iqdb_search_params_init(&p);
-    iqdb_filter *f = tag_filter(2), *g = tag_filter(5 + 2);
+    iqdb_filter *f = iqdbt_tag_filter(2), *g = iqdbt_tag_filter(5 + 2);
     double fl = floor_of(quant, m);
     for (int round = 0; round < 3; round++) {
-        graph_walks = 0;
         p.filter = NULL;
         double r = recall(db, m, q, NQ, dim, K, &p, -1);
         assert_int_equal(graph_walks, NQ);
@@ -272,7 +140,6 @@ static void run_recall(iqdb_metric m, iqdb_quant quant) {
         pg.filter = g;
         pg.ef = 16;
         pg.oversample = 4;
-        graph_walks = 0;
         double rg = recall(db, m, q, NQ, dim, K, &pg, 5 + 2);
         assert_int_equal(graph_walks, NQ);
         p.filter = NULL;
@@ -290,14 +157,14 @@ static void run_recall(iqdb_metric m, iqdb_quant quant) {
         } else if (round == 1) {
             /* a twin of the same rows takes db's section: the same bytes back, the same answers */
             iqdb *twin = open_q(dim, m, quant, 0, 2, 0);
-            load_rows(twin, &ds, 0, n, 0);
-            iqdbt_membuf x = serialize(db);
-            assert_int_equal(load(twin, x.p, x.n), IQDB_OK);
-            iqdbt_membuf y = serialize(twin);
+            iqdbt_load_rows(twin, &ds, 0, n, 0);
+            iqdbt_membuf x = iqdbt_index_bytes(db);
+            assert_int_equal(iqdbt_index_load(twin, x.p, x.n), IQDB_OK);
+            iqdbt_membuf y = iqdbt_index_bytes(twin);
             assert_int_equal(x.n, y.n);
             assert_memory_equal(x.p, y.p, x.n);
             assert_int_equal(iqdb_check(twin), IQDB_OK);
-            iqdb_stats s1 = stats_of(db), s2 = stats_of(twin);
+            iqdb_stats s1 = iqdbt_stats(db), s2 = iqdbt_stats(twin);
             assert_int_equal(s1.trained_rows, s2.trained_rows);
             assert_int_equal(s1.mem_codes, s2.mem_codes);
             assert_same_answers(db, twin, q, NQ, dim, &p);
@@ -343,8 +210,8 @@ static void test_hnsw_quant_training(void **state) {
     const uint32_t dim = 16;
     dataset ds = gen(IQDB_METRIC_L2, 4400, dim, 16, 77);
     iqdb *db = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_SQ8, 0, 1, 0);
-    load_rows(db, &ds, 0, 1000, 0);
-    iqdb_stats st = stats_of(db);
+    iqdbt_load_rows(db, &ds, 0, 1000, 0);
+    iqdb_stats st = iqdbt_stats(db);
     assert_int_equal(st.trained, 0);
     assert_int_equal(st.mem_codes, 0);
     float q[4 * 16];
@@ -356,17 +223,17 @@ static void test_hnsw_quant_training(void **state) {
     size_t n;
     assert_int_equal(iqdb_search(db, q, K, &p, h, &n, &info), IQDB_OK);
     assert_int_equal(info.n_reranked, 0);
-    check_hits(db, IQDB_METRIC_L2, q, dim, h, n, -1);
+    iqdbt_check_hits(db, IQDB_METRIC_L2, q, dim, h, n, -1);
     for (size_t i = 1000; i < 1030; i++) /* single upserts cross the mark */
         assert_int_equal(iqdb_upsert(db, i, ds.x + i * dim, NULL), IQDB_OK);
-    st = stats_of(db);
+    st = iqdbt_stats(db);
     assert_int_equal(st.trained, 1);
     assert_int_equal(st.trained_rows, 1024);
     assert_true(st.mem_codes >= 1030ull * dim);
     assert_int_equal(iqdb_check(db), IQDB_OK);
     assert_int_equal(iqdb_search(db, q, K, &p, h, &n, &info), IQDB_OK);
     assert_true(info.n_reranked >= K);
-    check_hits(db, IQDB_METRIC_L2, q, dim, h, n, -1);
+    iqdbt_check_hits(db, IQDB_METRIC_L2, q, dim, h, n, -1);
     /* replaces (a new vector for an old id) and deletes */
     for (iqdb_id id = 0; id < 300; id += 3)
         assert_int_equal(iqdb_upsert(db, id, ds.x + (4000 + id % 200) * dim, NULL), IQDB_OK);
@@ -375,8 +242,8 @@ static void test_hnsw_quant_training(void **state) {
     double r = recall(db, IQDB_METRIC_L2, q, 4, dim, K, &p, -1);
     assert_true(r >= 0.9);
     /* growth: retrained at 4 x 1024 rows (880 rows + 3370) */
-    load_rows(db, &ds, 1030, 4400, 0);
-    st = stats_of(db);
+    iqdbt_load_rows(db, &ds, 1030, 4400, 0);
+    st = iqdbt_stats(db);
     assert_true(st.trained_rows >= 4096);
     assert_int_equal(iqdb_check(db), IQDB_OK);
     r = recall(db, IQDB_METRIC_L2, q, 4, dim, K, &p, -1);
@@ -384,18 +251,18 @@ static void test_hnsw_quant_training(void **state) {
     iqdb_close(db);
     /* deleted down to nothing and optimized: untrained again (the rows are stored) */
     db = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_SQ8, 0, 1, 0);
-    load_rows(db, &ds, 0, 1100, 0);
-    assert_int_equal(stats_of(db).trained, 1);
+    iqdbt_load_rows(db, &ds, 0, 1100, 0);
+    assert_int_equal(iqdbt_stats(db).trained, 1);
     for (iqdb_id id = 0; id < 1100; id++) iqdb_delete(db, id, NULL);
     assert_int_equal(iqdb_optimize(db), IQDB_OK);
-    st = stats_of(db);
+    st = iqdbt_stats(db);
     assert_int_equal(st.trained, 0);
     assert_int_equal(st.mem_codes, 0);
     assert_int_equal(iqdb_check(db), IQDB_OK);
     /* a small database trains on optimize */
-    load_rows(db, &ds, 0, 200, 0);
+    iqdbt_load_rows(db, &ds, 0, 200, 0);
     assert_int_equal(iqdb_optimize(db), IQDB_OK);
-    assert_int_equal(stats_of(db).trained, 1);
+    assert_int_equal(iqdbt_stats(db).trained, 1);
     assert_int_equal(iqdb_check(db), IQDB_OK);
     iqdb_close(db);
     free(ds.x);
@@ -407,14 +274,14 @@ static void test_hnsw_quant_batch_and_threads(void **state) {
     const uint32_t dim = 24;
     dataset ds = gen(IQDB_METRIC_COSINE, 3000, dim, 16, 91);
     iqdb *db = open_q(dim, IQDB_METRIC_COSINE, IQDB_QUANT_SQ8, 0, 2, 0);
-    load_rows(db, &ds, 0, 3000, 0);
+    iqdbt_load_rows(db, &ds, 0, 3000, 0);
     assert_int_equal(iqdb_check(db), IQDB_OK);
     float q[NQ * 24];
     gen_queries(q, NQ, &ds, IQDB_METRIC_COSINE, 92);
     iqdb_search_params p;
     iqdb_search_params_init(&p);
     for (int filtered = 0; filtered < 2; filtered++) {
-        iqdb_filter *f = filtered ? tag_filter(1) : NULL;
+        iqdb_filter *f = filtered ? iqdbt_tag_filter(1) : NULL;
         p.filter = f;
         iqdb_hit hb[NQ * K];
         size_t nb[NQ];
@@ -439,7 +306,7 @@ static void test_hnsw_quant_cache(void **state) {
     const uint32_t dim = 16;
     dataset ds = gen(IQDB_METRIC_L2, 2000, dim, 8, 31);
     iqdb *db = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_SQ8, 0, 1, 64);
-    load_rows(db, &ds, 0, 2000, 0);
+    iqdbt_load_rows(db, &ds, 0, 2000, 0);
     float q[16];
     gen_queries(q, 1, &ds, IQDB_METRIC_L2, 32);
     iqdb_hit h[K];
@@ -466,22 +333,22 @@ static void run_codes_only(iqdb_metric m, iqdb_quant quant) {
            (unsigned long long)seed);
     dataset ds = gen(m, 1500, dim, 12, seed);
     iqdb *db = open_q(dim, m, quant, IQDB_QUANT_CODES_ONLY, 2, 0);
-    load_rows(db, &ds, 0, 1000, 0);
-    iqdb_stats st = stats_of(db);
+    iqdbt_load_rows(db, &ds, 0, 1000, 0);
+    iqdb_stats st = iqdbt_stats(db);
     assert_int_equal(st.trained, 0);
     assert_true(st.mem_vectors >= 1000ull * dim * sizeof(float));
-    load_rows(db, &ds, 1000, 1300, 0); /* trains at 1024: the vectors go */
-    st = stats_of(db);
+    iqdbt_load_rows(db, &ds, 1000, 1300, 0); /* trains at 1024: the vectors go */
+    st = iqdbt_stats(db);
     assert_int_equal(st.trained, 1);
     assert_true(st.mem_vectors < 4096);
     assert_true(st.mem_codes >= 1300ull * st.code_bytes);
-    load_rows(db, &ds, 1300, 1500, 0); /* inserted as codes only */
+    iqdbt_load_rows(db, &ds, 1300, 1500, 0); /* inserted as codes only */
     assert_int_equal(iqdb_check(db), IQDB_OK);
     float q[NQ * 24];
     gen_queries(q, NQ, &ds, m, seed + 1);
     iqdb_search_params p;
     iqdb_search_params_init(&p);
-    iqdb_filter *f = tag_filter(3);
+    iqdb_filter *f = iqdbt_tag_filter(3);
     for (int round = 0; round < 2; round++) {
         /* against the exact search over the codes; distances to the decoded vectors */
         double r = recall(db, m, q, NQ, dim, K, &p, -1);
@@ -496,7 +363,7 @@ static void run_codes_only(iqdb_metric m, iqdb_quant quant) {
         if (round == 0) {
             assert_int_equal(iqdb_optimize(db), IQDB_OK);
             assert_int_equal(iqdb_check(db), IQDB_OK);
-            assert_int_equal(stats_of(db).trained, 1);
+            assert_int_equal(iqdbt_stats(db).trained, 1);
         }
     }
     /* recall against the original vectors (an exact flat database of the same rows) */
@@ -506,7 +373,7 @@ static void run_codes_only(iqdb_metric m, iqdb_quant quant) {
         o.allocator = iqdbt_allocator(&A, 1);
         iqdb *ref = NULL;
         assert_int_equal(iqdb_open(NULL, &o, &ref), IQDB_OK);
-        load_rows(ref, &ds, 0, 1500, 0);
+        iqdbt_load_rows(ref, &ds, 0, 1500, 0);
         size_t good = 0;
         for (int i = 0; i < NQ; i++) {
             iqdb_hit h[K], e[K];
@@ -523,17 +390,17 @@ static void run_codes_only(iqdb_metric m, iqdb_quant quant) {
     /* round trip into a twin built the same way; a codes-only section does not load into a
      * database that still has its vectors */
     iqdb *twin = open_q(dim, m, quant, IQDB_QUANT_CODES_ONLY, 2, 0);
-    load_rows(twin, &ds, 0, 1500, 0);
-    iqdbt_membuf x = serialize(db);
-    assert_int_equal(load(twin, x.p, x.n), IQDB_OK);
-    iqdbt_membuf y = serialize(twin);
+    iqdbt_load_rows(twin, &ds, 0, 1500, 0);
+    iqdbt_membuf x = iqdbt_index_bytes(db);
+    assert_int_equal(iqdbt_index_load(twin, x.p, x.n), IQDB_OK);
+    iqdbt_membuf y = iqdbt_index_bytes(twin);
     assert_int_equal(x.n, y.n);
     assert_memory_equal(x.p, y.p, x.n);
     assert_int_equal(iqdb_check(twin), IQDB_OK);
     assert_same_answers(db, twin, q, NQ, dim, &p);
     iqdb *full = open_q(dim, m, quant, 0, 1, 0);
-    load_rows(full, &ds, 0, 1500, 0);
-    assert_int_equal(load(full, x.p, x.n), IQDB_CORRUPT);
+    iqdbt_load_rows(full, &ds, 0, 1500, 0);
+    assert_int_equal(iqdbt_index_load(full, x.p, x.n), IQDB_CORRUPT);
     assert_int_equal(iqdb_check(full), IQDB_OK);
     free(x.p);
     free(y.p);
@@ -542,8 +409,8 @@ static void run_codes_only(iqdb_metric m, iqdb_quant quant) {
     /* deleted down to nothing, optimized, refilled: the quantizer stays */
     for (iqdb_id id = 0; id < 1500; id++) iqdb_delete(db, id, NULL);
     assert_int_equal(iqdb_optimize(db), IQDB_OK);
-    assert_int_equal(stats_of(db).trained, 1);
-    load_rows(db, &ds, 0, 100, 0);
+    assert_int_equal(iqdbt_stats(db).trained, 1);
+    iqdbt_load_rows(db, &ds, 0, 100, 0);
     float v[24];
     assert_int_equal(iqdb_get(db, 5, v, NULL), IQDB_OK);
     assert_int_equal(iqdb_check(db), IQDB_OK);
@@ -585,13 +452,13 @@ static void test_hnsw_quant_bad_input(void **state) {
     dataset ds = gen(IQDB_METRIC_L2, 1500, dim, 8, 5);
     iqdb *a = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_BINARY, 0, 1, 0);
     iqdb *b = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_BINARY, 0, 1, 0);
-    load_rows(a, &ds, 0, 1500, 0);
-    load_rows(b, &ds, 0, 1500, 0);
+    iqdbt_load_rows(a, &ds, 0, 1500, 0);
+    iqdbt_load_rows(b, &ds, 0, 1500, 0);
     assert_int_equal(iqdb_optimize(b), IQDB_OK); /* b differs from a */
-    iqdbt_membuf x = serialize(a), before = serialize(b);
+    iqdbt_membuf x = iqdbt_index_bytes(a), before = iqdbt_index_bytes(b);
     uint8_t *c = malloc(x.n);
     for (size_t cut = 0; cut < x.n; cut += 1 + cut / 16) {
-        int rc = load(b, x.p, cut);
+        int rc = iqdbt_index_load(b, x.p, cut);
         if (rc == IQDB_OK) {
             print_error("a section cut at %zu of %zu bytes loaded\n", cut, x.n);
             fail();
@@ -600,32 +467,32 @@ static void test_hnsw_quant_bad_input(void **state) {
     /* the version word: 3 is newer (IQDB_FORMAT); 1 says "no quantizer" (corrupt here) */
     memcpy(c, x.p, x.n);
     put32(c + 4, 3);
-    assert_int_equal(load(b, c, x.n), IQDB_FORMAT);
+    assert_int_equal(iqdbt_index_load(b, c, x.n), IQDB_FORMAT);
     put32(c + 4, 1);
-    assert_int_equal(load(b, c, x.n), IQDB_CORRUPT);
+    assert_int_equal(iqdbt_index_load(b, c, x.n), IQDB_CORRUPT);
     /* a padding bit of the last node's binary code (dim 12 of 64 bits) */
     memcpy(c, x.p, x.n);
     c[x.n - 4 - 8 + 7] ^= 0x80;
-    assert_int_equal(load(b, c, x.n), IQDB_CORRUPT);
+    assert_int_equal(iqdbt_index_load(b, c, x.n), IQDB_CORRUPT);
     /* the block's kind and flags words (found after the graph: the block is 32 bytes before
      * the parameters, 3 * dim floats, and 1500 codes of 8 bytes, then the end marker) */
     size_t blk = x.n - 4 - 1500 * 8 - 3 * dim * 4 - 32;
     memcpy(c, x.p, x.n);
     put32(c + blk, IQDB_QUANT_SQ8);
-    assert_int_equal(load(b, c, x.n), IQDB_CORRUPT);
+    assert_int_equal(iqdbt_index_load(b, c, x.n), IQDB_CORRUPT);
     memcpy(c, x.p, x.n);
     put32(c + blk + 12, 1); /* "codes only", but b stores its rows */
-    assert_int_equal(load(b, c, x.n), IQDB_CORRUPT);
+    assert_int_equal(iqdbt_index_load(b, c, x.n), IQDB_CORRUPT);
     /* a NaN threshold */
     memcpy(c, x.p, x.n);
     put32(c + blk + 32, 0x7fc00000u);
-    assert_int_equal(load(b, c, x.n), IQDB_CORRUPT);
-    iqdbt_membuf after = serialize(b);
+    assert_int_equal(iqdbt_index_load(b, c, x.n), IQDB_CORRUPT);
+    iqdbt_membuf after = iqdbt_index_bytes(b);
     assert_int_equal(after.n, before.n);
     assert_memory_equal(after.p, before.p, after.n);
     assert_int_equal(iqdb_check(b), IQDB_OK);
     /* the intact bytes load */
-    assert_int_equal(load(b, x.p, x.n), IQDB_OK);
+    assert_int_equal(iqdbt_index_load(b, x.p, x.n), IQDB_OK);
     assert_int_equal(iqdb_check(b), IQDB_OK);
     /* a quantized section does not load into an index without a quantizer */
     iqdb_options_init(&o, dim, IQDB_METRIC_L2);
@@ -633,12 +500,12 @@ static void test_hnsw_quant_bad_input(void **state) {
     o.index = IQDB_INDEX_HNSW;
     iqdb *plain = NULL;
     assert_int_equal(iqdb_open(NULL, &o, &plain), IQDB_OK);
-    load_rows(plain, &ds, 0, 1500, 0);
-    assert_int_equal(load(plain, x.p, x.n), IQDB_CORRUPT);
+    iqdbt_load_rows(plain, &ds, 0, 1500, 0);
+    assert_int_equal(iqdbt_index_load(plain, x.p, x.n), IQDB_CORRUPT);
     /* ... and a plain section (version 1) does not load into a quantized one */
-    iqdbt_membuf v1 = serialize(plain);
+    iqdbt_membuf v1 = iqdbt_index_bytes(plain);
     assert_int_equal(v1.p[4], 1);
-    assert_int_equal(load(b, v1.p, v1.n), IQDB_CORRUPT);
+    assert_int_equal(iqdbt_index_load(b, v1.p, v1.n), IQDB_CORRUPT);
     /* the search parameters are checked */
     iqdb_search_params p;
     iqdb_search_params_init(&p);
@@ -681,11 +548,11 @@ static void test_hnsw_quant_oom(void **state) {
         int completed = 0;
         for (n = 1; n < 5000 && !completed; n++) {
             iqdb *db = open_q(dim, IQDB_METRIC_L2, IQDB_QUANT_SQ8, 0, 1, 0);
-            load_rows(db, &ds, 0, op == 0 ? 1000 : 1100, 0);
+            iqdbt_load_rows(db, &ds, 0, op == 0 ? 1000 : 1100, 0);
             iqdb_hit before[4 * K], after[4 * K];
             size_t nb[4], na[4];
             answers(db, q, dim, before, nb);
-            iqdb_stats s0 = stats_of(db);
+            iqdb_stats s0 = iqdbt_stats(db);
             iqdbt_fail_after(&A, n, 0);
             int rc;
             if (op == 0) {
@@ -704,14 +571,14 @@ static void test_hnsw_quant_oom(void **state) {
             if (rc != IQDB_OK) {
                 if (rc != IQDB_NOMEM) print_error("%s N=%lld: rc %d\n", names[op], n, rc);
                 assert_int_equal(rc, IQDB_NOMEM);
-                iqdb_stats s1 = stats_of(db);
+                iqdb_stats s1 = iqdbt_stats(db);
                 assert_int_equal(s1.count, s0.count);
                 assert_int_equal(s1.trained, s0.trained);
                 answers(db, q, dim, after, na);
                 assert_memory_equal(nb, na, sizeof nb);
                 assert_memory_equal(before, after, sizeof before);
             } else if (op == 0) {
-                assert_int_equal(stats_of(db).trained, 1);
+                assert_int_equal(iqdbt_stats(db).trained, 1);
             }
             assert_int_equal(iqdb_check(db), IQDB_OK);
             assert_int_equal(iqdb_close(db), IQDB_OK);
