@@ -268,7 +268,8 @@ static void test_hnsw_quant_training(void **state) {
     free(ds.x);
 }
 
-/* A bulk build on two threads gives a valid graph and the same recall class as one thread. */
+/* A bulk build on the pool's two threads (linking on codes) gives a valid graph; a batch
+ * search (on the pool) returns exactly what single searches return, filtered and not. */
 static void test_hnsw_quant_batch_and_threads(void **state) {
     (void)state;
     const uint32_t dim = 24;
@@ -602,5 +603,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hnsw_quant_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hnsw_quant_oom, setup, teardown),
     };
+    /* IQDB_TEST_FILTER = pattern: run only the matching tests (the concurrency label runs the
+     * parallel build and batch test alone: tests/CMakeLists.txt) */
+    const char *filter = getenv("IQDB_TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
     return cmocka_run_group_tests_name("hnsw_quant", tests, NULL, NULL);
 }
