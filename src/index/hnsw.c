@@ -513,6 +513,8 @@ static size_t hn_region(const iqdb__hnsw *h) {
     return (f + 1) & ~(size_t)1;
 }
 static float *hn_work(const iqdb__hnsw *h, iqdb__scratch *s, int reg) {
+    /* without a quantizer there are no regions (and fbuf may be NULL) */
+    if (h->qkind == IQDB_QUANT_NONE || !s->fbuf) return NULL;
     return s->fbuf + (size_t)reg * hn_region(h);
 }
 

@@ -11,6 +11,8 @@
  *  - training at the threshold (a bulk build is linked on codes), retraining after growth,
  *    deletes and replaces keep iqdb_check (which re-encodes every row) happy;
  *  - batch equals single; the result cache never serves a stale answer;
+ *  - a durable database reopens with its codes (no retraining, the same answers);
+ *  - out of memory in the training write, optimize and search changes nothing;
  *  - bad input: PQ with HNSW, hostile section bytes.
  * Every handle uses the counting allocator; teardown asserts nothing leaked. Random data come
  * from fixed seeds, printed on failure. Runs once (the graph logic does not depend on the
@@ -525,6 +527,65 @@ static void test_hnsw_quant_bad_input(void **state) {
     free(ds.x);
 }
 
+/* ---- durable: the snapshot holds the codes ------------------------------------------------- */
+
+/* A durable HNSW-SQ8 database: checkpointed, reopened — the reopen loads quantizer and codes
+ * (trained_rows unchanged: no retraining), answers are identical, iqdb_check passes; rows
+ * written after the checkpoint come back from the WAL and are encoded. */
+static void test_hnsw_quant_durable(void **state) {
+    (void)state;
+    char dir[512], path[600];
+    assert_int_equal(iqdbt_mkdtemp(dir, sizeof dir, "iqdb-test-hnswq"), 0);
+    snprintf(path, sizeof path, "%s/db", dir);
+    const uint32_t dim = 16;
+    dataset ds = gen(IQDB_METRIC_COSINE, 1600, dim, 10, 55);
+    float q[NQ * 16];
+    gen_queries(q, NQ, &ds, IQDB_METRIC_COSINE, 56);
+    iqdb_options o;
+    iqdb_options_init(&o, dim, IQDB_METRIC_COSINE);
+    o.allocator = iqdbt_allocator(&A, 1);
+    o.index = IQDB_INDEX_HNSW;
+    o.quant.kind = IQDB_QUANT_SQ8;
+    o.hnsw.ef_construction = 64;
+    o.sync = IQDB_SYNC_NEVER;
+    iqdb *db = NULL;
+    assert_int_equal(iqdb_open(path, &o, &db), IQDB_OK);
+    iqdbt_load_rows(db, &ds, 0, 1500, 0);
+    assert_int_equal(iqdb_checkpoint(db), IQDB_OK);
+    iqdbt_load_rows(db, &ds, 1500, 1600, 0); /* in the WAL only */
+    iqdb_stats s0 = iqdbt_stats(db);
+    assert_int_equal(s0.trained, 1);
+    iqdb_hit before[NQ * K], after[NQ * K];
+    size_t nb[NQ], na[NQ];
+    for (int i = 0; i < NQ; i++)
+        assert_int_equal(iqdb_search(db, q + i * dim, K, NULL, before + i * K, &nb[i], NULL),
+                         IQDB_OK);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    /* reopened with options that ask for no quantizer: the file's parameters win */
+    iqdb_options_init(&o, dim, IQDB_METRIC_COSINE);
+    o.allocator = iqdbt_allocator(&A, 1);
+    assert_int_equal(iqdb_open(path, &o, &db), IQDB_OK);
+    iqdb_stats s1 = iqdbt_stats(db);
+    assert_int_equal(s1.quant, IQDB_QUANT_SQ8);
+    assert_int_equal(s1.trained, 1);
+    assert_int_equal(s1.trained_rows, s0.trained_rows);
+    assert_int_equal(s1.count, 1600);
+    assert_int_equal(iqdb_check(db), IQDB_OK);
+    for (int i = 0; i < NQ; i++) {
+        assert_int_equal(iqdb_search(db, q + i * dim, K, NULL, after + i * K, &na[i], NULL),
+                         IQDB_OK);
+        assert_int_equal(na[i], nb[i]);
+        assert_memory_equal(after + i * K, before + i * K, na[i] * sizeof *after);
+        iqdbt_check_hits(db, IQDB_METRIC_COSINE, q + i * dim, dim, after + i * K, na[i], -1);
+    }
+    iqdb_search_params p;
+    iqdb_search_params_init(&p);
+    assert_true(recall(db, IQDB_METRIC_COSINE, q, NQ, dim, K, &p, -1) >= 0.95);
+    assert_int_equal(iqdb_close(db), IQDB_OK);
+    assert_int_equal(iqdbt_rmtree(dir), 0);
+    free(ds.x);
+}
+
 /* ---- out of memory ------------------------------------------------------------------------- */
 
 /* Answers of a few queries, for before / after comparisons. */
@@ -601,6 +662,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hnsw_quant_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hnsw_quant_codes_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hnsw_quant_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hnsw_quant_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hnsw_quant_oom, setup, teardown),
     };
     /* IQDB_TEST_FILTER = pattern: run only the matching tests (the concurrency label runs the
