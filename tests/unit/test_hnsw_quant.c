@@ -409,8 +409,10 @@ static void run_codes_only(iqdb_metric m, iqdb_quant quant) {
     free(y.p);
     iqdb_close(full);
     iqdb_close(twin);
-    /* deleted down to nothing, optimized, refilled: the quantizer stays */
-    for (iqdb_id id = 0; id < 1500; id++) iqdb_delete(db, id, NULL);
+    /* deleted down to nothing (L2 cases only: every delete repairs lists, which costs), or the
+     * first 100 rows, then optimized and refilled: the quantizer stays */
+    int drain = m == IQDB_METRIC_L2;
+    for (iqdb_id id = 0; id < (drain ? 1500u : 100u); id++) iqdb_delete(db, id, NULL);
     assert_int_equal(iqdb_optimize(db), IQDB_OK);
     assert_int_equal(iqdbt_stats(db).trained, 1);
     iqdbt_load_rows(db, &ds, 0, 100, 0);
