@@ -27,11 +27,17 @@
 //             faiss           (--faiss) IndexHNSWFlat M = 16, efConstruction = 200, Debian's
 //                             libfaiss (a generic x86-64 build: labelled, not a target)
 //
+//             iqdb-sq8        (--quant) iqdb HNSW with SQ8 codes (graph distances on codes,
+//                             the best k * oversample re-ranked against the rows)
+//             iqdb-sq8-os1    (--quant) iqdb-sq8's database searched with oversample 1
+//             iqdb-sq8-co     (--quant) the same with IQDB_QUANT_CODES_ONLY (rows dropped,
+//                             distances to the decoded codes)
+//
 //   --base N  a second scale: only the first N base vectors, with the exact ground truth computed
 //             here (integer arithmetic: the pixels are integers, so distances are exact).
 //
 //   iqdb-bench-ann [--queries N] [--base N] [--reps R] [--build-reps R] [--efs 10,16,...]
-//   [--variants]
+//   [--variants] [--quant]
 //                  [--faiss] [--no-threads] [--json PATH] [--data DIR] [--gt PATH]
 #include <algorithm>
 #include <atomic>
@@ -105,7 +111,7 @@ struct Options {
     std::vector<size_t> efs = {10, 12, 14, 16,  20,  24,  28,  32,  40,  48, 56,
                                64, 80, 96, 128, 160, 200, 256, 320, 400, 512};
     size_t base = 0; // 0: every base vector; else the first `base`, with exact ground truth
-    bool variants = false, faiss = false, threads = true;
+    bool variants = false, faiss = false, threads = true, quant = false;
     std::string json, data = DS_FMNIST_DIR, gt = kGt;
 };
 
@@ -132,6 +138,8 @@ Options parse(int argc, char **argv) {
             o.build_reps = static_cast<int>(to_size(a.c_str(), v)), i++;
         else if (a == "--variants")
             o.variants = true;
+        else if (a == "--quant")
+            o.quant = true;
         else if (a == "--faiss")
             o.faiss = true;
         else if (a == "--no-threads")
@@ -155,7 +163,7 @@ Options parse(int argc, char **argv) {
         } else {
             std::printf(
                 "usage: %s [--queries N] [--base N] [--reps R] [--build-reps R] [--efs a,b,...] "
-                "[--variants] [--faiss] [--no-threads] [--json PATH] [--data DIR] "
+                "[--variants] [--quant] [--faiss] [--no-threads] [--json PATH] [--data DIR] "
                 "[--gt PATH]\n",
                 argv[0]);
             std::exit(a == "-h" || a == "--help" ? 0 : 1);
@@ -244,8 +252,11 @@ struct Engine {
 
 struct IqdbEngine : Engine {
     iqdb *db = nullptr;
+    bool owns = true; // false: another engine's database, searched with other parameters
     iqdb_search_params p;
-    ~IqdbEngine() override { iqdb_close(db); }
+    ~IqdbEngine() override {
+        if (owns) iqdb_close(db);
+    }
     void set_ef(size_t ef) override { p.ef = static_cast<uint32_t>(ef); }
     size_t search(const float *q, int64_t *labels, uint64_t *ndist) override {
         iqdb_hit hits[kK];
@@ -259,10 +270,13 @@ struct IqdbEngine : Engine {
 };
 
 // Opens and bulk-builds an iqdb HNSW database; returns it and the build's wall time.
-iqdb *iqdb_build(const Data &D, iqdb_simd simd, unsigned threads, double *secs) {
+iqdb *iqdb_build(const Data &D, iqdb_simd simd, unsigned threads, double *secs,
+                 iqdb_quant quant = IQDB_QUANT_NONE, uint32_t qflags = 0) {
     iqdb_options o;
     iqdb_options_init(&o, static_cast<uint32_t>(D.d), IQDB_METRIC_L2);
     o.index = IQDB_INDEX_HNSW;
+    o.quant.kind = quant;
+    o.quant.flags = qflags;
     o.hnsw.m = 16;
     o.hnsw.ef_construction = 200;
     o.threads = threads;
@@ -453,6 +467,47 @@ int main(int argc, char **argv) {
         std::fflush(stdout);
     };
     add_hnswlib(kHnswlibAvx2, "hnswlib", "hnswlib 0.6.2 M=16 efc=200 (-mavx2 -mfma)");
+    if (O.quant) {
+        const struct {
+            const char *name, *label;
+            uint32_t flags;
+        } qv[] = {{"iqdb-sq8", "iqdb HNSW m=16 efc=200, SQ8 codes, oversample 4", 0},
+                  {"iqdb-sq8-co", "iqdb HNSW m=16 efc=200, SQ8 codes only, oversample 4",
+                   IQDB_QUANT_CODES_ONLY}};
+        for (const auto &v : qv) {
+            auto *e = new IqdbEngine;
+            e->name = v.name;
+            e->label = v.label;
+            size_t r0 = rss_bytes();
+            e->db = iqdb_build(D, IQDB_SIMD_AUTO, 1, &e->build_s, IQDB_QUANT_SQ8, v.flags);
+            e->rss_delta = rss_bytes() - r0;
+            iqdb_stats st;
+            std::memset(&st, 0, sizeof st);
+            st.struct_size = sizeof st;
+            iqdb_stats_get(e->db, &st);
+            e->bytes = st.mem_total;
+            iqdb_search_params_init(&e->p);
+            build1[v.name].push_back(e->build_s);
+            engines.push_back(e);
+            std::printf("built %s (1 thread): %.1f s (vectors %.0f B, codes %.0f B, index %.0f B "
+                        "per vector)\n",
+                        v.name, e->build_s, static_cast<double>(st.mem_vectors) / D.n,
+                        static_cast<double>(st.mem_codes) / D.n,
+                        static_cast<double>(st.mem_index) / D.n);
+            std::fflush(stdout);
+            if (v.flags) continue;
+            // the same database with a shortlist of k (oversample 1): the walk's width is then
+            // the ef of the sweep (with 4 it is at least 40), so the curve reaches lower recall
+            auto *e1 = new IqdbEngine;
+            e1->name = "iqdb-sq8-os1";
+            e1->label = "iqdb-sq8's database, params.oversample = 1";
+            e1->db = e->db;
+            e1->owns = false;
+            iqdb_search_params_init(&e1->p);
+            e1->p.oversample = 1;
+            engines.push_back(e1);
+        }
+    }
     if (O.variants) {
         auto *e = new IqdbEngine;
         e->name = "iqdb-avx2";

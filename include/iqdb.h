@@ -213,7 +213,7 @@ typedef enum iqdb_index_kind {
  * Vector quantization: compact codes kept beside the full-precision rows. A search scans codes
  * to build a shortlist of k * oversample candidates, then re-ranks the shortlist against the
  * full-precision rows, so reported distances are exact; recall depends on the oversample
- * factor. Codes are trained with the index (see the IVF notes in iqdb_options).
+ * factor. Codes are trained with the index (see the IVF and quant notes in iqdb_options).
  * Memory: by default the codes are added to the full-precision vectors, which stay for
  * re-ranking and iqdb_get — quantization then speeds search but costs memory. With
  * IQDB_QUANT_CODES_ONLY the vectors are released once the codes are trained, and the codes
@@ -474,9 +474,17 @@ typedef struct iqdb_options {
     iqdb_progress_fn progress_fn; /**< NULL = no progress reports */
     void *progress_ud;            /**< passed to progress_fn */
     /**
-     * Quantization (used with IQDB_INDEX_FLAT and IQDB_INDEX_IVF; HNSW: IQDB_UNSUPPORTED for
-     * now). A flat index with a quantizer scans every code and re-ranks a shortlist; it trains
-     * like IVF (above). Until trained, searches are exact.
+     * Quantization (IQDB_INDEX_FLAT and IQDB_INDEX_IVF: every kind; IQDB_INDEX_HNSW: SQ8 and
+     * BINARY, PQ is IQDB_UNSUPPORTED). A flat index with a quantizer scans every code and
+     * re-ranks a shortlist; it trains like IVF (above). Until trained, searches are exact.
+     * HNSW: the write that brings the database to 1,024 rows trains the quantizer on every row
+     * before it links the new ones; from then on the graph computes every distance (inserts
+     * and searches) between a float query and a code, and of the walk's max(ef, k) results
+     * the best k * oversample are re-ranked against the rows (codes only: the decoded codes).
+     * SQ8 keeps ef (a walk narrower than k * oversample re-ranks all it found); BINARY widens
+     * the walk to k * oversample (one-bit codes need the longer shortlist). While
+     * the rows are stored it retrains after each 4-fold growth; iqdb_optimize retrains and
+     * rebuilds. Before training the graph uses the rows (searches are approximate as usual).
      */
     struct {
         iqdb_quant kind;     /**< default NONE */
@@ -524,8 +532,8 @@ static inline void iqdb_options_init(iqdb_options *o, uint32_t dim, iqdb_metric 
  * reserved field != 0, an allocator with alloc set but free missing or the reverse, an unknown
  * sync policy or compression, a period or level out of range, an empty path, cache_entries >
  * 1,048,576, an unknown cache policy or log level, cache_reserved != 0); IQDB_UNSUPPORTED (a
- * SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; a quantizer with the HNSW
- * index, which cannot use one yet; IQDB_QUANT_CODES_ONLY with a path (codes-only databases are
+ * SIMD level this CPU cannot run was forced by option or by IQDB_SIMD; a PQ quantizer with the
+ * HNSW index (SQ8 and BINARY work); IQDB_QUANT_CODES_ONLY with a path (codes-only databases are
  * in memory only for now); a compression not compiled in, asked for or found in the file; a
  * larger options struct with non-zero bytes this library does not know); IQDB_NOMEM; and for a
  * path: IQDB_NOTFOUND (read_only and no database), IQDB_BUSY, IQDB_MISMATCH, IQDB_FORMAT (not an
@@ -957,7 +965,8 @@ typedef struct iqdb_search_params {
                                     records; 0 = the index's ef_search */
     uint32_t n_probes;         /**< IVF lists to scan for this query, 0 .. 2^20 (more than the
                                     index has means all); 0 = the index's */
-    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes,
+    uint32_t oversample;       /**< quantized indexes: re-rank the best k * oversample codes
+                                    (HNSW: of the walk's max(ef, k) results),
                                     0 .. IQDB_MAX_OVERSAMPLE; 0 = the index's */
 } iqdb_search_params;
 
@@ -1341,7 +1350,9 @@ IQDB_API void iqdb_future_release(iqdb_future *f);
  *  - HNSW: a fresh graph built over the worker threads in insertion order, as if the records
  *    had been inserted into an empty database (the graph stays correct and searchable under
  *    deletes without it; optimize makes it as good as a fresh build and releases memory of
- *    records deleted since the last growth).
+ *    records deleted since the last growth). With SQ8 / BINARY codes the quantizer is first
+ *    retrained on the rows (any number; none: untrained) and the graph built on the new codes;
+ *    codes only keeps quantizer and codes.
  * All or nothing: the new structures are built before the old ones are released, so on failure
  * (IQDB_NOMEM, or IQDB_INTERRUPTED: options.progress_fn or iqdb_interrupt stopped it) the
  * database is unchanged; until the call returns every other call waits. Progress is reported

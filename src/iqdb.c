@@ -159,9 +159,11 @@ int iqdb__index_kind_from(const iqdb_options *o, iqdb__index_kind *out) {
         return IQDB_OK;
     case IQDB_INDEX_IVF: *out = IQDB__INDEX_IVF; return IQDB_OK;
     case IQDB_INDEX_HNSW:
-        if (o->quant.kind != IQDB_QUANT_NONE)
+        if (o->quant.kind == IQDB_QUANT_PQ)
             return iqdb__fail(NULL, IQDB_UNSUPPORTED,
-                              "quantization with the HNSW index is not available in this version");
+                              "PQ codes with the HNSW index are not supported (a graph scores "
+                              "one neighbour at a time, where a PQ table lookup per code is no "
+                              "faster than SQ8): use IQDB_QUANT_SQ8 or IQDB_QUANT_BINARY");
         *out = IQDB__INDEX_HNSW;
         return IQDB_OK;
     }

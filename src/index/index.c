@@ -59,7 +59,7 @@ int iqdb__index_insert_batch(iqdb__index *ix, const iqdb__env *env, const uint32
                              const float *vecs) {
     switch (ix->kind) {
     case IQDB__INDEX_FLAT: return IQDB_OK; /* the scan sees the row as soon as it is live */
-    case IQDB__INDEX_HNSW: return iqdb__hnsw_insert(ix->hnsw, env, slots, n);
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_insert(ix->hnsw, env, slots, n, vecs);
     case IQDB__INDEX_IVF:
         for (size_t i = 0; i < n; i++) {
             const float *x = vecs ? vecs + i * env->store->dim : NULL;
@@ -84,8 +84,8 @@ void iqdb__index_remove(iqdb__index *ix, const iqdb__env *env, uint32_t slot) {
 
 int iqdb__index_maintain(iqdb__index *ix, const iqdb__env *env) {
     switch (ix->kind) {
-    case IQDB__INDEX_FLAT:
-    case IQDB__INDEX_HNSW: return 0;
+    case IQDB__INDEX_FLAT: return 0;
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_maintain(ix->hnsw, env);
     case IQDB__INDEX_IVF: return iqdb__ivf_maintain(ix->ivf, env);
     }
     return 0;
@@ -147,8 +147,8 @@ int iqdb__index_load(iqdb__index *ix, const iqdb__env *env, iqdb__source *src) {
 
 int iqdb__index_vector(const iqdb__index *ix, const iqdb__env *env, uint32_t slot, float *out) {
     switch (ix->kind) {
-    case IQDB__INDEX_FLAT:
-    case IQDB__INDEX_HNSW: return IQDB_ERROR; /* the store always holds the rows */
+    case IQDB__INDEX_FLAT: return IQDB_ERROR; /* the store always holds the rows */
+    case IQDB__INDEX_HNSW: return iqdb__hnsw_vector(ix->hnsw, env, slot, out);
     case IQDB__INDEX_IVF: return iqdb__ivf_vector(ix->ivf, env, slot, out);
     }
     return IQDB_ERROR;
@@ -166,8 +166,8 @@ size_t iqdb__index_mem(const iqdb__index *ix) {
 void iqdb__index_describe(const iqdb__index *ix, iqdb__index_desc *d) {
     memset(d, 0, sizeof *d);
     switch (ix->kind) {
-    case IQDB__INDEX_FLAT:
-    case IQDB__INDEX_HNSW: return;
+    case IQDB__INDEX_FLAT: return;
+    case IQDB__INDEX_HNSW: iqdb__hnsw_describe_quant(ix->hnsw, d); return;
     case IQDB__INDEX_IVF: iqdb__ivf_describe(ix->ivf, d); return;
     }
 }

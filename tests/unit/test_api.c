@@ -125,9 +125,9 @@ static void m_codes_only_pq(iqdb_options *o) {
     o->quant.kind = IQDB_QUANT_PQ;
     o->quant.flags = IQDB_QUANT_CODES_ONLY;
 }
-static void m_quant_hnsw(iqdb_options *o) {
+static void m_quant_hnsw(iqdb_options *o) { /* SQ8 and binary work with HNSW; PQ does not */
     o->index = IQDB_INDEX_HNSW;
-    o->quant.kind = IQDB_QUANT_SQ8;
+    o->quant.kind = IQDB_QUANT_PQ;
 }
 
 /* Out-of-range options: each gets its documented code, nothing is allocated or leaked. */
@@ -158,7 +158,7 @@ static void test_api_open_bad_options(void **state) {
         {"23.quant_flags", m_quant_flags, IQDB_INVALID},
         {"25.codes_only_without_quantizer", m_codes_only_none, IQDB_INVALID},
         {"26.codes_only_pq", m_codes_only_pq, IQDB_INVALID},
-        {"24.quant_hnsw", m_quant_hnsw, IQDB_UNSUPPORTED},
+        {"24.quant_pq_hnsw", m_quant_hnsw, IQDB_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         iqdb_options o;

@@ -750,7 +750,8 @@ static void test_hnsw_load_hostile_fields(void **state) {
         int want;
     } cases[] = {
         {"1.magic", 0, 0x12345678, IQDB_CORRUPT},
-        {"2.version", 4, 2, IQDB_FORMAT},
+        {"2.version", 4, 3, IQDB_FORMAT},
+        {"2b.version_quantized", 4, 2, IQDB_CORRUPT}, /* version 2 carries a quantizer */
         {"3.m_small", 8, 1, IQDB_CORRUPT},
         {"4.m_huge", 8, 0xffffffffu, IQDB_CORRUPT},
         {"5.efc", 12, 0, IQDB_CORRUPT},

@@ -14,25 +14,21 @@
  * Every handle uses the counting allocator; teardown asserts nothing leaked. Random data come
  * from fixed seeds, printed on failure. Runs once per SIMD level.
  */
-#include "../common/testutil.h"
+#include "../common/annutil.h"
 
 #include <pthread.h>
 
-#include "index/index.h"
-
 static iqdbt_alloc A;
 
-static void make_tags(void);
-static void free_tags(void);
 static int setup(void **state) {
     (void)state;
     iqdbt_alloc_reset(&A);
-    make_tags();
+    iqdbt_tags_make();
     return 0;
 }
 static int teardown(void **state) {
     (void)state;
-    free_tags();
+    iqdbt_tags_free();
     assert_int_equal(atomic_load(&A.live), 0);
     assert_int_equal(atomic_load(&A.blocks), 0);
     assert_int_equal(atomic_load(&A.bad_free), 0);
@@ -52,46 +48,19 @@ static const char *quant_name(iqdb_quant q) {
 
 /* ---- data ----------------------------------------------------------------------------------- */
 
-typedef struct dataset {
-    uint32_t dim;
-    size_t n;
-    float *x;
-} dataset;
+typedef iqdbt_dataset dataset;
 
 /* n points around `clusters` centres (overlapping: the noise is as wide as the spread of the
  * centres, so recall at a few probes is well below 1); Hamming data are 0/1 with 20% of the
- * bits flipped. */
+ * bits flipped (annutil.h). */
 static float noise = 0.8f;
 static dataset gen(iqdb_metric m, size_t n, uint32_t dim, uint32_t clusters, uint64_t seed) {
-    iqdbt_rng r = {seed};
-    dataset d = {dim, n, malloc(n * dim * sizeof(float))}, *ds = &d;
-    float *c = malloc((size_t)clusters * dim * sizeof(float));
-    for (size_t i = 0; i < (size_t)clusters * dim; i++)
-        c[i] = m == IQDB_METRIC_HAMMING ? (float)(iqdbt_next(&r) & 1) : iqdbt_uniform(&r, -1, 1);
-    for (size_t i = 0; i < n; i++) {
-        const float *ci = c + (iqdbt_next(&r) % clusters) * dim;
-        for (uint32_t j = 0; j < dim; j++) {
-            float v = ci[j];
-            if (m == IQDB_METRIC_HAMMING)
-                v = iqdbt_next(&r) % 5 == 0 ? 1.0f - v : v;
-            else
-                v += iqdbt_uniform(&r, -noise, noise);
-            ds->x[i * dim + j] = v;
-        }
-    }
-    free(c);
-    return d;
+    return iqdbt_gen(m, n, dim, clusters, noise, seed);
 }
 
 static void gen_queries(float *q, size_t nq, uint32_t dim, iqdb_metric m, const dataset *ds,
                         uint64_t seed) {
-    iqdbt_rng r = {seed};
-    for (size_t i = 0; i < nq; i++) { /* near a random row, so queries follow the data */
-        const float *x = ds->x + (iqdbt_next(&r) % ds->n) * dim;
-        for (uint32_t j = 0; j < dim; j++)
-            q[i * dim + j] = m == IQDB_METRIC_HAMMING ? (iqdbt_next(&r) % 8 ? x[j] : 1.0f - x[j])
-                                                      : x[j] + iqdbt_uniform(&r, -0.2f, 0.2f);
-    }
+    iqdbt_gen_queries(q, nq, dim, m, ds, seed);
 }
 
 static iqdb *open_db(uint32_t dim, iqdb_metric m, iqdb_index_kind kind, iqdb_quant q,
@@ -111,100 +80,30 @@ static iqdb *open_db(uint32_t dim, iqdb_metric m, iqdb_index_kind kind, iqdb_qua
 }
 
 /* Rows with ids first_id.., metadata {"tag": i % 5} (none for every 7th row). */
-static iqdb_meta *tag_meta[5];
-static void make_tags(void) {
-    for (int t = 0; t < 5; t++) {
-        assert_int_equal(iqdb_meta_create(NULL, &tag_meta[t]), IQDB_OK);
-        iqdb_meta_set_int(tag_meta[t], "tag", t);
-    }
+static void load_rows(iqdb *db, const dataset *ds, size_t from, size_t to, iqdb_id id0) {
+    iqdbt_load_rows(db, ds, from, to, id0);
 }
-static void free_tags(void) {
-    for (int t = 0; t < 5; t++) iqdb_meta_destroy(tag_meta[t]);
-}
-static void load_rows(iqdb *db, const dataset *ds, size_t from, size_t to, iqdb_id first_id) {
-    enum { CH = 512 };
-    iqdb_id ids[CH];
-    const iqdb_meta *metas[CH];
-    for (size_t b = from; b < to; b += CH) {
-        size_t m = IQDB_MIN((size_t)CH, to - b);
-        for (size_t i = 0; i < m; i++) {
-            ids[i] = first_id + b + i;
-            metas[i] = (b + i) % 7 == 6 ? NULL : tag_meta[(b + i) % 5];
-        }
-        assert_int_equal(iqdb_upsert_batch(db, m, ids, ds->x + b * ds->dim, metas), IQDB_OK);
-    }
-}
-
-static iqdb_stats stats_of(iqdb *db) {
-    iqdb_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    assert_int_equal(iqdb_stats_get(db, &s), IQDB_OK);
-    return s;
-}
-
-static iqdb_filter *tag_filter(int t) {
-    char text[32];
-    snprintf(text, sizeof text, "tag = %d", t);
-    iqdb_filter *f;
-    assert_int_equal(iqdb_filter_parse(NULL, text, strlen(text), &f, NULL), IQDB_OK);
-    return f;
-}
+static iqdb_stats stats_of(iqdb *db) { return iqdbt_stats(db); }
+static iqdb_filter *tag_filter(int t) { return iqdbt_tag_filter(t); }
 
 /* ---- checking results ----------------------------------------------------------------------- */
 
 enum { K = 10, MAXK = 64 };
 
-/* Every hit: an existing id whose exact distance (double oracle) matches the reported one,
- * passing the filter, sorted, distinct. */
+/* Every hit checked against a double oracle, the filter, the order (annutil.h). */
 static void check_hits(iqdb *db, iqdb_metric m, const float *q, uint32_t dim, const iqdb_hit *h,
                        size_t n, int tagf) {
-    float *v = malloc(dim * sizeof(float));
-    for (size_t i = 0; i < n; i++) {
-        iqdb_meta *meta = NULL;
-        assert_int_equal(iqdb_get(db, h[i].id, v, tagf >= 0 ? &meta : NULL), IQDB_OK);
-        double want = iqdbt_dist(m, q, v, dim);
-        if (fabs(h[i].distance - want) > 1e-4 * (1 + fabs(want))) {
-            print_error("hit %zu id %llu: distance %.9g, oracle %.9g\n", i,
-                        (unsigned long long)h[i].id, h[i].distance, want);
-            fail();
-        }
-        if (tagf >= 0) {
-            int64_t t = -1;
-            assert_int_equal(iqdb_meta_get_int(meta, "tag", &t), IQDB_OK);
-            assert_int_equal(t, tagf);
-            iqdb_meta_destroy(meta);
-        }
-        if (i) assert_true(h[i - 1].distance <= h[i].distance);
-        for (size_t j = 0; j < i; j++) assert_true(h[j].id != h[i].id);
-    }
-    free(v);
+    iqdbt_check_hits(db, m, q, dim, h, n, tagf);
 }
 
-/* recall@k of `p` against the exact search with the same filter (a hit at a distance <= the
- * true k-th distance counts); every hit is checked as above, and the count must be min(k,
- * matching). */
+/* recall@k of `p` against the exact search with the same filter (annutil.h). */
 static uint64_t visited; /* rows the approximate searches of the last recall() examined */
 static double recall(iqdb *db, iqdb_metric m, const float *qs, size_t nq, uint32_t dim, size_t k,
                      const iqdb_search_params *p, int tagf) {
-    iqdb_search_params ex = *p;
-    ex.exact = 1;
-    size_t good = 0, want = 0;
-    visited = 0;
-    for (size_t i = 0; i < nq; i++) {
-        iqdb_hit h[MAXK], e[MAXK];
-        size_t n, ne;
-        iqdb_search_info info = {.struct_size = sizeof info};
-        assert_int_equal(iqdb_search(db, qs + i * dim, k, p, h, &n, &info), IQDB_OK);
-        assert_int_equal(iqdb_search(db, qs + i * dim, k, &ex, e, &ne, NULL), IQDB_OK);
-        assert_int_equal(info.complete, 1);
-        assert_int_equal(n, ne);
-        visited += info.n_visited;
-        check_hits(db, m, qs + i * dim, dim, h, n, tagf);
-        for (size_t j = 0; j < n; j++) good += h[j].distance <= e[ne - 1].distance;
-        want += ne;
-    }
-    return want ? (double)good / (double)want : 1.0;
+    iqdbt_recall_info ri;
+    double r = iqdbt_recall(db, m, qs, nq, dim, k, p, tagf, &ri);
+    visited = ri.visited;
+    return r;
 }
 
 /* Searching with `p` gives exactly the exact result: same ids, same distances, same order. */
@@ -230,17 +129,8 @@ static void assert_exact(iqdb *db, const float *qs, size_t nq, uint32_t dim, siz
 
 /* ---- in-memory sink and source -------------------------------------------------------------- */
 
-static iqdbt_membuf serialize(iqdb *db) {
-    iqdbt_membuf b = {0};
-    iqdb__sink sink = {iqdbt_mb_write, &b};
-    assert_int_equal(iqdb__index_serialize(iqdb__db_index(db), iqdb__db_env(db), &sink), IQDB_OK);
-    return b;
-}
-static int load(iqdb *db, const uint8_t *p, size_t n) {
-    iqdbt_membuf b = {(uint8_t *)p, n, n, 0};
-    iqdb__source src = {iqdbt_mb_read, &b};
-    return iqdb__index_load(iqdb__db_index(db), iqdb__db_env(db), &src);
-}
+static iqdbt_membuf serialize(iqdb *db) { return iqdbt_index_bytes(db); }
+static int load(iqdb *db, const uint8_t *p, size_t n) { return iqdbt_index_load(db, p, n); }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
 
@@ -1066,7 +956,7 @@ static void run_differential(iqdb_metric m, iqdb_quant quant, uint64_t seed) {
         iqdb_id id = iqdbt_next(&r) % 1400;
         if (op < 5) {
             const float *v = ds.x + (iqdbt_next(&r) % ds.n) * dim;
-            assert_int_equal(iqdb_upsert(db, id, v, tag_meta[id % 5]), IQDB_OK);
+            assert_int_equal(iqdb_upsert(db, id, v, iqdbt_tag_meta[id % 5]), IQDB_OK);
         } else if (op < 8) {
             assert_int_equal(iqdb_delete(db, id, NULL), IQDB_OK);
         } else {
