@@ -154,7 +154,11 @@ def names_defined(text):
     names = set()
     for rx in (STATIC_FN_RE, STATIC_VAR_RE, TAG_RE, TYPEDEF_END_RE, TYPEDEF_ONE_RE):
         names.update(rx.findall(code))
-    return {n for n in names if not n.startswith("iqdb_") and n not in ("void", "int")}
+    # A function named through a macro (static void IQDB_CAT(f_, ISA)(...)) shows the macro's
+    # name where the function's would be: macros are never renamed.
+    macros = set(macros_defined(text))
+    return {n for n in names
+            if not n.startswith("iqdb_") and n not in ("void", "int") and n not in macros}
 
 
 def macros_defined(text):
