@@ -430,6 +430,17 @@ static int copy_meta(iqdb_future *f, const iqdb_meta *m, iqdb_meta **out) {
     return rc == IQDB_NOMEM ? iqdb__nomem(f->db) : rc;
 }
 
+/* Copies n metadata objects (metas or its entries may be NULL) into f->metas (n entries, or
+ * none when metas is NULL or n is 0; freed by free_inputs with the op's count). */
+static int copy_metas(iqdb_future *f, size_t n, const iqdb_meta *const *metas) {
+    if (!metas || !n || (n == 1 && !metas[0])) return IQDB_OK;
+    f->metas = iqdb__calloc(&f->a->mem, n, sizeof *f->metas);
+    if (!f->metas) return iqdb__nomem(f->db);
+    int rc = IQDB_OK;
+    for (size_t i = 0; i < n && rc == IQDB_OK; i++) rc = copy_meta(f, metas[i], &f->metas[i]);
+    return rc;
+}
+
 static int copy_params(iqdb_future *f, const iqdb_search_params *p) {
     iqdb_search_params_init(&f->params);
     if (!p) return IQDB_OK;
@@ -488,10 +499,7 @@ int iqdb_async_upsert(iqdb_async *a, iqdb *db, iqdb_id id, const float *vec, con
     SUBMIT(OP_UPSERT, db);
     f->id = id;
     rc = copy_floats(f, vec, db->dim);
-    if (rc == IQDB_OK && meta) {
-        f->metas = iqdb__calloc(&a->mem, 1, sizeof *f->metas);
-        rc = f->metas ? copy_meta(f, meta, &f->metas[0]) : iqdb__nomem(db);
-    }
+    if (rc == IQDB_OK) rc = copy_metas(f, 1, &meta);
     return submit(f, rc, fut);
 }
 
@@ -515,11 +523,7 @@ int iqdb_async_upsert_batch(iqdb_async *a, iqdb *db, size_t n, const iqdb_id *id
             f->n = n;
         }
     }
-    if (rc == IQDB_OK && metas && n) {
-        f->metas = iqdb__calloc(&a->mem, n, sizeof *f->metas);
-        if (!f->metas) rc = iqdb__nomem(db);
-        for (size_t i = 0; i < n && rc == IQDB_OK; i++) rc = copy_meta(f, metas[i], &f->metas[i]);
-    }
+    if (rc == IQDB_OK) rc = copy_metas(f, n, metas);
     return submit(f, rc, fut);
 }
 
@@ -647,10 +651,7 @@ int iqdb_async_upsert_key(iqdb_async *a, iqdb *db, const void *key, size_t key_l
     SUBMIT(OP_UPSERT_KEY, db);
     rc = copy_keys(f, 1, &key, &key_len);
     if (rc == IQDB_OK) rc = copy_floats(f, vec, db->dim);
-    if (rc == IQDB_OK && meta) {
-        f->metas = iqdb__calloc(&a->mem, 1, sizeof *f->metas);
-        rc = f->metas ? copy_meta(f, meta, &f->metas[0]) : iqdb__nomem(db);
-    }
+    if (rc == IQDB_OK) rc = copy_metas(f, 1, &meta);
     return submit(f, rc, fut);
 }
 
@@ -669,11 +670,7 @@ int iqdb_async_upsert_batch_key(iqdb_async *a, iqdb *db, size_t n, const void *c
     if (rc == IQDB_OK) rc = copy_keys(f, n, keys, key_lens);
     if (rc == IQDB_OK) f->n = n; /* from here free_inputs frees n key pointers */
     if (rc == IQDB_OK) rc = copy_floats(f, vecs, total);
-    if (rc == IQDB_OK && metas && n) {
-        f->metas = iqdb__calloc(&a->mem, n, sizeof *f->metas);
-        if (!f->metas) rc = iqdb__nomem(db);
-        for (size_t i = 0; i < n && rc == IQDB_OK; i++) rc = copy_meta(f, metas[i], &f->metas[i]);
-    }
+    if (rc == IQDB_OK) rc = copy_metas(f, n, metas);
     return submit(f, rc, fut);
 }
 

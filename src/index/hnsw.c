@@ -1257,6 +1257,20 @@ static void hn_build_task(void *arg, size_t task) {
     }
 }
 
+/* x (top level L) leaves the graph's arrays: its upper block, header, parent, in-degree and
+ * overflow chain. Edges to and from it are the caller's business (remove repairs them; an
+ * unbuild clears nodes nothing links to, or the whole graph). */
+static void hn_forget(iqdb__hnsw *h, hn_graph *g, uint32_t x, int L) {
+    size_t ub = (size_t)L * h->strideu * sizeof(uint32_t);
+    iqdb__free(h->mem, hn_umap_del(&g->um, x), ub);
+    g->up_bytes -= ub;
+    g->l0[(size_t)x * h->stride0] = 0;
+    atomic_store_explicit(&g->parent[x], HN_NONE, memory_order_relaxed);
+    atomic_store_explicit(&g->indeg[x], 0, memory_order_relaxed);
+    g->ovf_head[x] = g->ovf_next[x] = HN_NONE;
+    g->n_nodes--;
+}
+
 /* An interrupted bulk insert: slots[0, linked) are in the graph, slots[linked, n) have headers
  * only (no edge leads to or from them). The graph goes back to holding none of the n. */
 static void hn_unbuild(iqdb__hnsw *h, const iqdb__env *env, const uint32_t *slots, size_t n,
@@ -1265,17 +1279,7 @@ static void hn_unbuild(iqdb__hnsw *h, const iqdb__env *env, const uint32_t *slot
     const iqdb__store *st = env->store;
     /* an empty graph before: every node goes, edges and all, without repairs */
     size_t from = was_empty ? 0 : linked;
-    for (size_t i = from; i < n; i++) {
-        uint32_t x = slots[i];
-        size_t ub = (size_t)hn_level_of(h, st->seqs[x]) * h->strideu * sizeof(uint32_t);
-        iqdb__free(h->mem, hn_umap_del(&g->um, x), ub);
-        g->up_bytes -= ub;
-        g->l0[(size_t)x * h->stride0] = 0;
-        atomic_store_explicit(&g->parent[x], HN_NONE, memory_order_relaxed);
-        atomic_store_explicit(&g->indeg[x], 0, memory_order_relaxed);
-        g->ovf_head[x] = g->ovf_next[x] = HN_NONE;
-        g->n_nodes--;
-    }
+    for (size_t i = from; i < n; i++) hn_forget(h, g, slots[i], hn_level_of(h, st->seqs[slots[i]]));
     if (was_empty) {
         g->entry = g->root = HN_NONE;
         g->top = -1;
@@ -1689,13 +1693,7 @@ void iqdb__hnsw_remove(iqdb__hnsw *h, const iqdb__env *env, uint32_t x) {
 
     /* 5. x leaves, with its own edges */
     for (uint32_t i = 0; i < hn_count(bx); i++) hn_indeg_dec(g, bx[1 + i]);
-    iqdb__free(h->mem, hn_umap_del(&g->um, x), (size_t)L * h->strideu * sizeof(uint32_t));
-    g->up_bytes -= (size_t)L * h->strideu * sizeof(uint32_t);
-    g->l0[(size_t)x * h->stride0] = 0;
-    atomic_store_explicit(&g->parent[x], HN_NONE, memory_order_relaxed);
-    atomic_store_explicit(&g->indeg[x], 0, memory_order_relaxed);
-    g->ovf_head[x] = g->ovf_next[x] = HN_NONE;
-    g->n_nodes--;
+    hn_forget(h, g, x, L);
     g->root = nroot;
     g->entry = nentry;
     g->top = nentry == HN_NONE ? -1 : hn_level(h, g, nentry);
