@@ -127,7 +127,10 @@ static inline __m256 S8_ham(__m256 acc, __m256 q, __m256 x) {
     }                                                                                             \
     void iqdb__##op##_rows_f32_avx512(const float *q, const float *const *xs, size_t n, size_t d, \
                                       float *out) {                                               \
-        for (size_t i = 0; i < n; i++) out[i] = op##_row256(q, xs[i], d);                         \
+        for (size_t i = 0; i < n; i++) {                                                          \
+            if (i + 1 < n) IQDB_PREFETCH_ROW_START(xs[i + 1], d);                                 \
+            out[i] = op##_row256(q, xs[i], d);                                                    \
+        }                                                                                         \
     }
 
 /* 4 queries x 4 rows: 16 accumulators + 4 rows + query + temporary = 22 of 32 ZMM. */

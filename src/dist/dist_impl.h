@@ -37,6 +37,15 @@
 #define IQDB_CAT(a, b) IQDB_CAT2(a, b)
 #define IQDB_NAME(op, shape) IQDB_CAT(IQDB_CAT(iqdb__, op), IQDB_CAT(shape, IQDB_CAT(_f32_, ISA)))
 
+/* The first (up to) four cache lines of the next row, fetched while this row is computed: a
+ * streaming scan then starts each row without waiting for its first lines. Rows of dim 784
+ * (188 MB, one thread, Zen 4, medians of 41 interleaved passes): the AVX-512 rows kernel read
+ * at 0.954 of a plain sum loop's speed with no prefetch, 0.965 with two lines, 0.982 with four. */
+#define IQDB_PREFETCH_ROW_START(row, d)                                               \
+    do {                                                                              \
+        for (size_t o_ = 0; o_ < (d) && o_ < 64; o_ += 16) IQDB_PREFETCH((row) + o_); \
+    } while (0)
+
 /* The rows shape: one query against many rows. An ISA file may define IQDB_ROWS_IMPL itself to
  * use other instructions for this memory-bound shape, as long as the arithmetic is the same. */
 #ifndef IQDB_ROWS_IMPL
@@ -44,10 +53,7 @@
     void IQDB_NAME(op, _rows)(const float *q, const float *const *xs, size_t n, size_t d, \
                               float *out) {                                               \
         for (size_t i = 0; i < n; i++) {                                                  \
-            if (i + 1 < n) {                                                              \
-                IQDB_PREFETCH(xs[i + 1]);                                                 \
-                IQDB_PREFETCH(xs[i + 1] + 16);                                            \
-            }                                                                             \
+            if (i + 1 < n) IQDB_PREFETCH_ROW_START(xs[i + 1], d);                         \
             out[i] = IQDB_NAME(op, _pair)(q, xs[i], d);                                   \
         }                                                                                 \
     }
