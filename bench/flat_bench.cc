@@ -13,6 +13,9 @@
 //   bw-sum    the same buffer read by a portable C++ loop (8 uint64 accumulators, no SIMD
 //             intrinsics, baseline compiler flags); 1 and 2 threads
 //   bound     single-query scan bound = best 1-thread bandwidth / (60000 * 784 * 4 bytes)
+//   paired    one query against one read pass, alternating 100 times, median of the time ratios:
+//             the pass over a copy of the base (the faster of the two loops above), and the sum
+//             loop over the database's own rows (arena_read.c: the same bytes in the same pages)
 //   iqdb      iqdb_search one query at a time on one thread; iqdb_search_batch over all queries
 //             with options.threads = 1 and 2
 //   faiss     IndexFlatL2: search(n = 1) in a loop over --faiss-single-queries queries, and one
@@ -51,6 +54,7 @@
 #include "iqdb.h"
 extern "C" {
 #include "dist/dist.h"
+uint64_t iqdb_bench_arena_sum(iqdb *db); // arena_read.c
 }
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
@@ -400,6 +404,10 @@ int main(int argc, char **argv) {
                      "iqdb single-query / bandwidth, paired in time (median of 100 pairs)",
                      "ratio",
                      {}};
+    Series iq_same{"iqdb_single_vs_own_rows_paired",
+                   "iqdb single-query / sum loop over the database's own rows, paired",
+                   "ratio",
+                   {}};
     Series iq_b1{"iqdb_batch_qps_1t", "iqdb batch, threads=1", "QPS", {}};
     Series iq_b2{"iqdb_batch_qps_2t", "iqdb batch, threads=2", "QPS", {}};
     Series fa_single{"faiss_single_qps", "faiss single-query, 1 thread", "QPS", {}};
@@ -514,10 +522,11 @@ int main(int argc, char **argv) {
         // then one query; the ratio of the two times, median over the pairs.
         {
             progress("iqdb single vs bw, paired");
-            std::vector<double> ratios;
+            std::vector<double> ratios, same;
             const float *pq;
             size_t pn;
             iqdb_hit ph[kK];
+            volatile uint64_t arena_sink = 0;
             for (size_t i = 0; i < 100; i++) {
                 double ta = now();
                 scanbuf_read_once(scanbuf, kern->rows[IQDB__OP_L2SQ], bwq);
@@ -527,11 +536,17 @@ int main(int argc, char **argv) {
                 pq = qs + (i % nq) * d;
                 if (iqdb_search(db[0], pq, kK, nullptr, ph, &pn, nullptr)) die("iqdb_search");
                 double td = now();
+                arena_sink = arena_sink + iqdb_bench_arena_sum(db[0]);
+                double te = now();
                 ratios.push_back(std::min(tb - ta, tc - tb) / (td - tc));
+                same.push_back((te - td) / (td - tc));
             }
             std::sort(ratios.begin(), ratios.end());
+            std::sort(same.begin(), same.end());
             iq_paired.runs.push_back(ratios[ratios.size() / 2]);
+            iq_same.runs.push_back(same[same.size() / 2]);
             done(iq_paired.runs.back(), "ratio");
+            done(iq_same.runs.back(), "ratio (own rows)");
         }
 
         // d. faiss single query (between the iqdb runs, so the two alternate)
@@ -618,7 +633,8 @@ int main(int argc, char **argv) {
     for (const Series *s : {&bw_rows1, &bw_rows2, &bw_sum1, &bw_sum2}) row(*s);
     std::printf("bytes per single-query scan: %zu x %zu x 4 = %.1f MB\n", n_base, d,
                 bytes_per_query / 1e6);
-    for (const Series *s : {&bound, &iq_single, &iq_ratio, &iq_paired, &iq_b1, &iq_b2}) row(*s);
+    for (const Series *s : {&bound, &iq_single, &iq_ratio, &iq_paired, &iq_same, &iq_b1, &iq_b2})
+        row(*s);
     if (!fa_single.runs.empty()) {
         std::printf("-- %s --\n", kFaissLabel);
         for (const Series *s : {&fa_single, &fa_b1, &fa_b2, &r_single, &r_b1, &r_b2}) row(*s);
@@ -677,7 +693,7 @@ int main(int argc, char **argv) {
         bool first = true;
         for (const Series *s :
              {&bw_rows1, &bw_rows2, &bw_sum1, &bw_sum2, &bound, &iq_single, &iq_ratio, &iq_paired,
-              &iq_b1, &iq_b2, &fa_single, &fa_b1, &fa_b2, &r_single, &r_b1, &r_b2}) {
+              &iq_same, &iq_b1, &iq_b2, &fa_single, &fa_b1, &fa_b2, &r_single, &r_b1, &r_b2}) {
             if (s->runs.empty()) continue;
             j += (first ? "\n    " : ",\n    ") + json_str(s->key) + ": " + json_series(*s);
             first = false;
