@@ -506,6 +506,7 @@ static int recover(iqdb *db) {
         rc = iqdb__fail(NULL, rc, "a WAL record is malformed");
     if (rc == IQDB_NOMEM) rc = iqdb__nomem(NULL);
     IQDB_TRY(rc);
+    iqdb__wal_trim(&d->wal); /* the largest replayed record's buffer */
     if (rec.truncated)
         iqdb__log(db, IQDB_LOG_WARN, "%s: a torn tail (an interrupted last write) was cut off",
                   d->paths.wal);

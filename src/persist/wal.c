@@ -41,6 +41,14 @@ static int ensure(iqdb__wal *w, size_t need) {
     return IQDB_OK;
 }
 
+/* Buffers up to this size are kept for the next record; a larger one (a big batch) is freed
+ * once written, rather than holding the batch's size for the handle's life. */
+#define KEEP_BYTES ((size_t)1 << 20)
+
+void iqdb__wal_trim(iqdb__wal *w) {
+    if (w->cap > KEEP_BYTES) iqdb__wal_destroy(w);
+}
+
 void iqdb__wal_destroy(iqdb__wal *w) {
     iqdb__free(w->mem, w->buf, w->cap);
     w->buf = NULL;
@@ -127,6 +135,7 @@ int iqdb__wal_build_delete_key(iqdb__wal *w, uint64_t lsn, uint64_t synced_lsn, 
 
 int iqdb__wal_append(iqdb__wal *w) {
     int rc = w->io->write_at(w->f, w->buf, w->len, w->end);
+    iqdb__wal_trim(w);
     if (rc) {
         w->io->truncate(w->f, w->end); /* best effort: `end` stays the truth either way */
         return ioerr(rc, "appending to");

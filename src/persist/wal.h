@@ -34,6 +34,8 @@ int iqdb__wal_reset(iqdb__wal *w, uint64_t generation, uint64_t start_lsn);
  * changed. */
 int iqdb__wal_append(iqdb__wal *w);
 void iqdb__wal_destroy(iqdb__wal *w); /* frees the buffer; the caller closes the file */
+/* Frees the buffer if a large record grew it past 1 MiB (append does this itself). */
+void iqdb__wal_trim(iqdb__wal *w);
 
 /* Builds an upsert record of n rows into w->buf: keys [first_key, keys->n) are the new keys
  * the rows' metadata introduced. Rows are named by `ids`, or, when `id_keys` is not NULL, by
