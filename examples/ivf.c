@@ -1,7 +1,9 @@
 /*
  * ivf.c — an IVF index with SQ8 codes in a durable database: it trains by itself, a search
  * scans a few lists (n_probes, per query too), the shortlist is re-ranked against the full
- * vectors, and a reopen loads the trained index instead of training again.
+ * vectors, and a reopen loads the trained index instead of training again. A last reopen with
+ * IQDB_VECTORS_IN_FILE keeps the full vectors in a mapped file instead of on the heap: the same
+ * answers, with the heap holding little more than the codes.
  *
  *   ivf [DIR]     (the database goes to DIR/ivf-example, default the current directory)
  */
@@ -28,10 +30,11 @@ static void show(const char *label, iqdb *db) {
     iqdb_stats s = {.struct_size = sizeof s};
     iqdb_stats_get(db, &s);
     double n = (double)s.count;
-    printf("%s: %llu rows, %u lists, trained at %llu rows; bytes per row: vector %.0f, "
-           "code %.0f, lists and centroids %.0f\n",
+    printf("%s: %llu rows, %u lists, trained at %llu rows; bytes per row: vector %.0f "
+           "(+ %.0f mapped from a file), code %.0f, lists and centroids %.0f; heap in all %.0f\n",
            label, (unsigned long long)s.count, s.ivf_lists, (unsigned long long)s.trained_rows,
-           (double)s.mem_vectors / n, (double)s.mem_codes / n, (double)s.mem_index / n);
+           (double)s.mem_vectors / n, (double)s.mapped_vectors / n, (double)s.mem_codes / n,
+           (double)s.mem_index / n, (double)s.mem_total / n);
 }
 
 int main(int argc, char **argv) {
@@ -95,6 +98,18 @@ int main(int argc, char **argv) {
         equal = again[i].id == hits[i].id && again[i].distance == hits[i].distance;
     printf("same results after reopen: %s\n", equal ? "yes" : "NO");
     if (iqdb_check(db) != IQDB_OK) return fail("check", db);
+    iqdb_close(db);
+
+    /* the vectors in a file: re-ranking reads them from the mapping; the heap keeps the codes */
+    plain.flags = IQDB_VECTORS_IN_FILE;
+    if (iqdb_open(path, &plain, &db) != IQDB_OK) return fail("reopen (vectors in file)", NULL);
+    show("in file ", db);
+    if (iqdb_search(db, q, K, NULL, again, &n2, NULL) != IQDB_OK) return fail("search", db);
+    int equal2 = n2 == n;
+    for (size_t i = 0; equal2 && i < n; i++)
+        equal2 = again[i].id == hits[i].id && again[i].distance == hits[i].distance;
+    printf("same results with the vectors in a file: %s\n", equal2 ? "yes" : "NO");
+    equal = equal && equal2;
     iqdb_close(db);
     remove(path);
     remove(wal);

@@ -153,6 +153,8 @@ enum iqdb_status {
 #define IQDB_IOERR_SIZE (IQDB_IOERR | (9 << 8))     /**< reading a file's size */
 #define IQDB_IOERR_LOCK (IQDB_IOERR | (10 << 8))    /**< the lock call itself failed */
 #define IQDB_IOERR_NOSPACE (IQDB_IOERR | (11 << 8)) /**< the disk (or quota) is full */
+/** Mapping the vector file into memory failed (IQDB_VECTORS_IN_FILE). */
+#define IQDB_IOERR_MMAP (IQDB_IOERR | (12 << 8))
 
 /** Extended IQDB_CORRUPT codes: which file failed its checks. */
 #define IQDB_CORRUPT_SNAPSHOT (IQDB_CORRUPT | (1 << 8)) /**< the snapshot file */
@@ -395,6 +397,32 @@ typedef int (*iqdb_progress_fn)(void *ud, iqdb_progress_op op, uint64_t done, ui
 #define IQDB_MAX_OVERSAMPLE 1024u      /**< largest re-ranking oversample factor */
 
 /**
+ * options.flags: IQDB_VECTORS_IN_FILE keeps the full-precision vectors in a file mapped into
+ * memory instead of on the handle's heap. Everything else stays in memory as usual (ids,
+ * metadata, the index, quantized codes), every call behaves exactly as without the flag (same
+ * results, bit for bit), and the file format does not change: the flag belongs to the handle,
+ * not the database, and may differ from one open to the next.
+ *
+ * What it is for: with a quantizer (quant.kind SQ8 or BINARY, any index) a search scans codes
+ * and touches full-precision vectors only to re-rank its shortlist, so the heap holds little more
+ * than the codes (SQ8 at dim 784: 28-30 % of the float vectors) while results are re-ranked
+ * exactly. The vectors live in the kernel's page cache: pages a search touches are read in (and
+ * stay while memory allows); under memory pressure the kernel writes them to the file and drops
+ * them instead of the process running out of memory. Without a quantizer a flat scan reads every
+ * vector, so the pages are all touched (but still not on the heap).
+ *
+ * The file is "<path>.vec" beside the database, created (or truncated) at open and filled from
+ * the snapshot and the WAL; it is never synced and holds nothing recovery needs (POSIX: it is
+ * unlinked at once and lives only as long as the handle; Windows: delete-on-close). It needs as
+ * much disk space as the vectors (dim rounded up to 16 floats per row, plus free slots); a full
+ * disk is IQDB_IOERR_NOSPACE from the write that needed the room. stats.mem_vectors then counts
+ * only heap bytes and stats.mapped_vectors the file's. Needs a path and a writable handle:
+ * IQDB_INVALID in memory, IQDB_UNSUPPORTED with read_only. (IQDB_QUANT_CODES_ONLY keeps no
+ * vectors at all, and is in memory only.)
+ */
+#define IQDB_VECTORS_IN_FILE 1u
+
+/**
  * Options for iqdb_open. Zero means "the default" for every field, so
  *     iqdb_options o; iqdb_options_init(&o, dim, metric);
  * is a complete configuration. `struct_size` lets the library and the caller disagree on the
@@ -411,7 +439,7 @@ typedef struct iqdb_options {
                                    environment variable ("scalar", "avx2", "avx512", "neon") */
     uint32_t threads;         /**< worker threads for batch calls, 1 .. IQDB_MAX_THREADS;
                                    0 = the number of online CPUs */
-    uint32_t flags;           /**< reserved; must be 0 */
+    uint32_t flags;           /**< 0 or IQDB_VECTORS_IN_FILE */
     iqdb_allocator allocator; /**< all zero = the C library */
     /**
      * HNSW parameters (used when index = IQDB_INDEX_HNSW). More links (m) and larger candidate
@@ -1097,7 +1125,8 @@ typedef struct iqdb_stats {
     uint64_t slots;       /**< row slots allocated (records + free slots) */
     uint64_t meta_keys;   /**< distinct metadata keys seen */
     uint64_t mem_total;   /**< everything allocated through the handle's allocator */
-    uint64_t mem_vectors; /**< the vector arena */
+    uint64_t mem_vectors; /**< the vector arena (heap only: with IQDB_VECTORS_IN_FILE the
+                               chunks are in mapped_vectors instead) */
     uint64_t mem_rows;    /**< ids, sequence numbers, norms, the id map */
     uint64_t mem_meta;    /**< metadata records and the key dictionary */
     uint64_t mem_index;   /**< the index structures (IVF: centroids, lists, slot maps,
@@ -1139,6 +1168,9 @@ typedef struct iqdb_stats {
     uint32_t ivf_lists;    /**< IVF lists (0 while untrained or without IVF) */
     uint32_t trained;      /**< 1 when the IVF / quantizer has been trained */
     uint64_t trained_rows; /**< the row count at the last training */
+    /* Since 0.1 (IQDB_VECTORS_IN_FILE). */
+    uint64_t mapped_vectors; /**< bytes of vectors in the mapped vector file (not in mem_total
+                                  or mem_vectors); 0 without the flag */
 } iqdb_stats;
 
 /**

@@ -20,6 +20,7 @@
  */
 #include "handle.h"
 #include "os/io.h"
+#include "os/vmap.h"
 #include "persist/compress.h"
 #include "persist/recover.h"
 #include "store/keys.h"
@@ -546,6 +547,22 @@ static int dur_alloc(iqdb *db, const char *path, iqdb__dur **out) {
     return IQDB_OK;
 }
 
+/* IQDB_VECTORS_IN_FILE: "<path>.vec" backs the store's vector chunks (os/vmap.h). Opened after
+ * the WAL lock is held (no other writer can be using the name) and before anything is loaded. */
+static int open_vector_file(iqdb *db) {
+    iqdb__dur *d = db->dur;
+    size_t n = d->paths.len + sizeof ".vec";
+    char *name = iqdb__alloc(&db->mem, n);
+    if (!name) return iqdb__nomem(NULL);
+    memcpy(name, d->paths.snap, d->paths.len);
+    memcpy(name + d->paths.len, ".vec", sizeof ".vec");
+    iqdb__vmap *v;
+    int rc = iqdb__vmap_create(&db->mem, name, &v);
+    iqdb__free(&db->mem, name, n);
+    IQDB_TRY(rc);
+    return iqdb__store_use_vmap(&db->store, v);
+}
+
 int iqdb__dur_open(iqdb *db, const char *path) {
     iqdb__dur *d;
     IQDB_TRY(dur_alloc(db, path, &d));
@@ -560,6 +577,7 @@ int iqdb__dur_open(iqdb *db, const char *path) {
     d->wal.io = d->io;
     d->wal.mem = &db->mem;
     IQDB_TRY(open_files(db));
+    if (o->flags & IQDB_VECTORS_IN_FILE) IQDB_TRY(open_vector_file(db));
     IQDB_TRY(recover(db));
     if (d->upgrade && !d->read_only) {
         /* Files of an older format version are rewritten as the current one before anything

@@ -86,7 +86,8 @@ static int validate_options(iqdb_options *o) {
     if (o->threads > IQDB_MAX_THREADS)
         return iqdb__fail(NULL, IQDB_INVALID, "threads %u exceeds %u", o->threads,
                           IQDB_MAX_THREADS);
-    if (o->flags) return iqdb__fail(NULL, IQDB_INVALID, "flags must be 0");
+    if (o->flags & ~IQDB_VECTORS_IN_FILE)
+        return iqdb__fail(NULL, IQDB_INVALID, "flags 0x%x has unknown bits", o->flags);
     IQDB_TRY(iqdb__mem_check(&o->allocator));
     IQDB_TRY(validate_durability(o));
     IQDB_TRY(iqdb__cache_validate(o));
@@ -222,6 +223,16 @@ int iqdb_open(const char *path, const iqdb_options *opts, iqdb **out) {
                           "iqdb_open: IQDB_QUANT_CODES_ONLY databases are in memory only");
     if (!path && o.read_only)
         return iqdb__fail(NULL, IQDB_INVALID, "iqdb_open: read_only needs a path");
+    if (o.flags & IQDB_VECTORS_IN_FILE) {
+        if (!path)
+            return iqdb__fail(NULL, IQDB_INVALID,
+                              "iqdb_open: IQDB_VECTORS_IN_FILE needs a path (the file goes beside "
+                              "the database)");
+        if (o.read_only)
+            return iqdb__fail(NULL, IQDB_UNSUPPORTED,
+                              "iqdb_open: IQDB_VECTORS_IN_FILE with read_only (the vector file "
+                              "would be written)");
+    }
 
     iqdb__mem boot;
     iqdb__mem_init(&boot, &o.allocator);
@@ -371,7 +382,8 @@ int iqdb__apply_upserts(iqdb *db, size_t n, const iqdb_id *ids, uint8_t **keys, 
         return rc == IQDB_FULL
                    ? iqdb__fail(db, IQDB_FULL, "the database holds the maximum of %u rows",
                                 IQDB__MAX_SLOTS)
-                   : iqdb__nomem(db);
+               : rc == IQDB_NOMEM ? iqdb__nomem(db)
+                                  : iqdb__fail_retag(db, rc); /* the vector file's I/O */
     }
     /* phase A (a long live batch reports progress and can be interrupted here) */
     iqdb__long lc, blc;
@@ -916,6 +928,7 @@ int iqdb_stats_get(iqdb *db, iqdb_stats *s) {
     full.ivf_lists = d.lists;
     full.trained = d.trained;
     full.trained_rows = d.trained_rows;
+    full.mapped_vectors = iqdb__store_mapped_vectors(&db->store);
     uint64_t known = full.mem_vectors + full.mem_rows + full.mem_meta + full.mem_index +
                      full.mem_keys + full.mem_codes + full.mem_cache;
     full.mem_scratch = full.mem_total > known ? full.mem_total - known : 0;

@@ -3,6 +3,7 @@
  */
 #include "store/store.h"
 
+#include "os/vmap.h"
 #include "persist/format.h"
 #include "store/keys.h"
 
@@ -30,6 +31,30 @@ static size_t chunk_bytes(const iqdb__store *s) {
     return ((size_t)1 << s->chunk_shift) * s->stride * sizeof(float);
 }
 
+static void free_chunk(iqdb__store *s, float *c) {
+    if (s->vmap)
+        iqdb__vmap_unmap(s->vmap, c, chunk_bytes(s));
+    else
+        iqdb__free_aligned(s->mem, c, chunk_bytes(s));
+}
+
+int iqdb__store_use_vmap(iqdb__store *s, iqdb__vmap *v) {
+    if (s->n_chunks || s->no_vectors || s->vmap) {
+        iqdb__vmap_close(v);
+        return iqdb__fail(NULL, IQDB_MISUSE, "a vector file needs an empty store");
+    }
+    /* Larger chunks than on the heap: each is one mapping, and Linux allows 65,530 per process
+     * by default (vm.max_map_count) — 1 MiB chunks would reach it at 64 GiB of vectors, 16 MiB
+     * chunks at 1 TiB. The store is empty, so the slot -> chunk arithmetic may still change. */
+    const size_t row_bytes = (size_t)s->stride * sizeof(float);
+    while (s->chunk_shift < 16 && ((size_t)2 << s->chunk_shift) * row_bytes <= ((size_t)16 << 20))
+        s->chunk_shift++;
+    size_t g = iqdb__vmap_granularity(), b = chunk_bytes(s);
+    s->vmap = v;
+    s->chunk_span = (b + g - 1) / g * g;
+    return IQDB_OK;
+}
+
 #define SLOT_BYTES                                                                 \
     (sizeof(uint64_t) * 2 + sizeof(float) + sizeof(uint8_t *) + sizeof(uint32_t) + \
      sizeof(uint8_t) + sizeof(uint32_t))
@@ -42,9 +67,9 @@ void iqdb__store_destroy(iqdb__store *s) {
         }
     iqdb__free(s->mem, s->keys, s->keys ? s->slots_cap * sizeof *s->keys : 0);
     iqdb__idmap_destroy(&s->kmap);
-    for (size_t c = 0; c < s->n_chunks; c++)
-        iqdb__free_aligned(s->mem, s->chunks[c], chunk_bytes(s));
+    for (size_t c = 0; c < s->n_chunks; c++) free_chunk(s, s->chunks[c]);
     iqdb__free(s->mem, s->chunks, s->chunks_cap * sizeof *s->chunks);
+    iqdb__vmap_close(s->vmap);
     iqdb__free(s->mem, s->ids, s->slots_cap * sizeof *s->ids);
     iqdb__free(s->mem, s->seqs, s->slots_cap * sizeof *s->seqs);
     iqdb__free(s->mem, s->sqnorm, s->slots_cap * sizeof *s->sqnorm);
@@ -111,10 +136,18 @@ int iqdb__store_reserve_slots(iqdb__store *s, size_t n) {
         s->chunks = p;
         s->chunks_cap = cap;
     }
-    while (s->n_chunks < chunks_need) {
-        float *c = iqdb__alloc_aligned(s->mem, chunk_bytes(s));
-        if (!c) return IQDB_NOMEM; /* chunks already added stay: they are only capacity */
-        memset(c, 0, chunk_bytes(s));
+    while (s->n_chunks < chunks_need) { /* chunks already added stay: they are only capacity */
+        float *c;
+        if (s->vmap) { /* a fresh file range reads as zeros */
+            void *p;
+            IQDB_TRY(
+                iqdb__vmap_map(s->vmap, (uint64_t)s->n_chunks * s->chunk_span, chunk_bytes(s), &p));
+            c = p;
+        } else {
+            c = iqdb__alloc_aligned(s->mem, chunk_bytes(s));
+            if (!c) return IQDB_NOMEM;
+            memset(c, 0, chunk_bytes(s));
+        }
         s->chunks[s->n_chunks++] = c;
     }
     return IQDB_OK;
@@ -239,7 +272,12 @@ int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
 
 size_t iqdb__store_mem_vectors(const iqdb__store *s) {
     size_t staging = s->staging ? (size_t)s->stride * sizeof(float) + 64 + sizeof(void *) : 0;
+    if (s->vmap) return staging;
     return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *)) + staging;
+}
+
+size_t iqdb__store_mapped_vectors(const iqdb__store *s) {
+    return s->vmap ? s->n_chunks * chunk_bytes(s) : 0;
 }
 
 int iqdb__store_drop_vectors(iqdb__store *s) {
@@ -247,9 +285,10 @@ int iqdb__store_drop_vectors(iqdb__store *s) {
     float *st = iqdb__alloc_aligned(s->mem, (size_t)s->stride * sizeof(float));
     if (!st) return IQDB_NOMEM;
     memset(st, 0, (size_t)s->stride * sizeof(float)); /* the padding stays zero */
-    for (size_t c = 0; c < s->n_chunks; c++)
-        iqdb__free_aligned(s->mem, s->chunks[c], chunk_bytes(s));
+    for (size_t c = 0; c < s->n_chunks; c++) free_chunk(s, s->chunks[c]);
     iqdb__free(s->mem, s->chunks, s->chunks_cap * sizeof *s->chunks);
+    iqdb__vmap_close(s->vmap);
+    s->vmap = NULL;
     s->chunks = NULL;
     s->n_chunks = s->chunks_cap = 0;
     s->staging = st;

@@ -20,6 +20,11 @@
  * of the row being added stays in a one-row staging area until the next add, which is exactly
  * as long as the write protocol needs it (the index encodes it right after the add);
  * iqdb__store_vec returns NULL for every other slot.
+ *
+ * With a vector file (iqdb__store_use_vmap, for IQDB_VECTORS_IN_FILE) the chunks are mapped from
+ * that file instead of allocated: chunk c at offset c * chunk_span. Nothing else changes —
+ * iqdb__store_vec still returns a pointer, the rows are written and read in place — but the
+ * vectors are page cache rather than heap, and growing the arena can fail with an I/O code.
  */
 #ifndef IQDB_STORE_H
 #define IQDB_STORE_H
@@ -51,10 +56,13 @@ typedef struct iqdb__store {
     size_t slots_cap;
     uint64_t count; /* live slots */
     uint64_t next_seq;
-    size_t meta_bytes; /* sum of meta_len over live slots */
-    iqdb__idmap map;   /* id -> slot, maintained by the caller */
-    int no_vectors;    /* the arena was dropped (codes only) */
-    float *staging;    /* no_vectors: the last added row's vector, `stride` floats */
+    size_t meta_bytes;       /* sum of meta_len over live slots */
+    iqdb__idmap map;         /* id -> slot, maintained by the caller */
+    int no_vectors;          /* the arena was dropped (codes only) */
+    struct iqdb__vmap *vmap; /* chunks mapped from this file (owned), or NULL: allocated */
+    size_t chunk_span;       /* vmap: file bytes per chunk (chunk bytes rounded up to the map
+                                granularity) */
+    float *staging;          /* no_vectors: the last added row's vector, `stride` floats */
     uint32_t staging_slot;
     /* Byte keys (store/keys.h). Until the first keyed record arrives `keys` is NULL and `kmap`
      * empty, so a database of u64 ids pays nothing for them. */
@@ -66,7 +74,8 @@ typedef struct iqdb__store {
 void iqdb__store_init(iqdb__store *s, iqdb__mem *mem, uint32_t dim);
 void iqdb__store_destroy(iqdb__store *s);
 
-/* Ensures capacity for `n` more slots (vectors, columns, free list) and `n` more ids. */
+/* Ensures capacity for `n` more slots (vectors, columns, free list) and `n` more ids. IQDB_OK,
+ * IQDB_NOMEM, IQDB_FULL; with a vector file also IQDB_IOERR_* (message set). */
 int iqdb__store_reserve(iqdb__store *s, size_t n);
 /* The same for slots alone (the id map untouched): store/keys.c reserves its own map. */
 int iqdb__store_reserve_slots(iqdb__store *s, size_t n);
@@ -86,6 +95,10 @@ static inline float *iqdb__store_vec(const iqdb__store *s, uint32_t slot) {
     return s->chunks[slot >> s->chunk_shift] +
            (size_t)(slot & ((1u << s->chunk_shift) - 1u)) * s->stride;
 }
+
+/* Maps the arena's chunks from `v` from now on; the store owns `v` (closed with the store, also
+ * on failure). Only on a store with no chunks yet and vectors kept: IQDB_MISUSE otherwise. */
+int iqdb__store_use_vmap(iqdb__store *s, struct iqdb__vmap *v);
 
 /* Frees the vector arena for good (see above). IQDB_OK, or IQDB_NOMEM with nothing changed. */
 int iqdb__store_drop_vectors(iqdb__store *s);
@@ -107,8 +120,9 @@ int iqdb__store_load(iqdb__store *s, iqdb__source *src, iqdb__pair_fn dot);
  * is left as it is. */
 int iqdb__store_reorder(iqdb__store *s, const uint32_t *to);
 
-/* Memory by component. */
+/* Memory by component. mem_vectors counts heap only; mapped_vectors the mapped chunks' bytes. */
 size_t iqdb__store_mem_vectors(const iqdb__store *s);
+size_t iqdb__store_mapped_vectors(const iqdb__store *s);
 size_t iqdb__store_mem_rows(const iqdb__store *s);
 size_t iqdb__store_mem_meta(const iqdb__store *s);
 
