@@ -32,6 +32,9 @@
 //             iqdb-sq8-os1    (--quant) iqdb-sq8's database searched with oversample 1
 //             iqdb-sq8-co     (--quant) the same with IQDB_QUANT_CODES_ONLY (rows dropped,
 //                             distances to the decoded codes)
+//             iqdb-sq8-file   (--quant) iqdb-sq8 as a durable database (in $TMPDIR or /tmp,
+//                             removed at exit) opened with IQDB_VECTORS_IN_FILE: the rows in a
+//                             mapped file, re-ranking exact; the build also writes the WAL
 //
 //   --base N  a second scale: only the first N base vectors, with the exact ground truth computed
 //             here (integer arithmetic: the pixels are integers, so distances are exact).
@@ -250,12 +253,30 @@ struct Engine {
     virtual size_t search(const float *q, int64_t *labels, uint64_t *ndist) = 0;
 };
 
+// A path for a durable database in a fresh temporary directory ("" on failure); the files are
+// removed by remove_db_files.
+std::string temp_db_path() {
+    const char *t = std::getenv("TMPDIR");
+    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/iqdb-bench-ann-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) die("cannot make a directory from " + tmpl);
+    return std::string(buf.data()) + "/db";
+}
+void remove_db_files(const std::string &path) {
+    std::remove(path.c_str());
+    std::remove((path + ".wal").c_str());
+    std::remove(path.substr(0, path.size() - 3).c_str()); // the directory
+}
+
 struct IqdbEngine : Engine {
     iqdb *db = nullptr;
     bool owns = true; // false: another engine's database, searched with other parameters
+    std::string path; // a durable database's files, removed with it
     iqdb_search_params p;
     ~IqdbEngine() override {
         if (owns) iqdb_close(db);
+        if (owns && !path.empty()) remove_db_files(path);
     }
     void set_ef(size_t ef) override { p.ef = static_cast<uint32_t>(ef); }
     size_t search(const float *q, int64_t *labels, uint64_t *ndist) override {
@@ -271,7 +292,8 @@ struct IqdbEngine : Engine {
 
 // Opens and bulk-builds an iqdb HNSW database; returns it and the build's wall time.
 iqdb *iqdb_build(const Data &D, iqdb_simd simd, unsigned threads, double *secs,
-                 iqdb_quant quant = IQDB_QUANT_NONE, uint32_t qflags = 0) {
+                 iqdb_quant quant = IQDB_QUANT_NONE, uint32_t qflags = 0, uint32_t flags = 0,
+                 const std::string &path = "") {
     iqdb_options o;
     iqdb_options_init(&o, static_cast<uint32_t>(D.d), IQDB_METRIC_L2);
     o.index = IQDB_INDEX_HNSW;
@@ -281,8 +303,12 @@ iqdb *iqdb_build(const Data &D, iqdb_simd simd, unsigned threads, double *secs,
     o.hnsw.ef_construction = 200;
     o.threads = threads;
     o.simd = simd;
+    o.flags = flags;
+    o.sync = IQDB_SYNC_NEVER; // (durable databases only) a bulk load
+    o.checkpoint_bytes = UINT64_MAX;
     iqdb *db = nullptr;
-    if (iqdb_open(nullptr, &o, &db) != IQDB_OK) die(iqdb_errmsg(nullptr));
+    if (iqdb_open(path.empty() ? nullptr : path.c_str(), &o, &db) != IQDB_OK)
+        die(iqdb_errmsg(nullptr));
     std::vector<iqdb_id> ids(D.n);
     for (size_t i = 0; i < D.n; i++) ids[i] = i;
     double t0 = clock_s();
@@ -470,16 +496,21 @@ int main(int argc, char **argv) {
     if (O.quant) {
         const struct {
             const char *name, *label;
-            uint32_t flags;
-        } qv[] = {{"iqdb-sq8", "iqdb HNSW m=16 efc=200, SQ8 codes, oversample 4", 0},
+            uint32_t flags, open_flags;
+        } qv[] = {{"iqdb-sq8", "iqdb HNSW m=16 efc=200, SQ8 codes, oversample 4", 0, 0},
                   {"iqdb-sq8-co", "iqdb HNSW m=16 efc=200, SQ8 codes only, oversample 4",
-                   IQDB_QUANT_CODES_ONLY}};
+                   IQDB_QUANT_CODES_ONLY, 0},
+                  {"iqdb-sq8-file",
+                   "iqdb HNSW m=16 efc=200, SQ8 codes, oversample 4, vectors in a mapped file", 0,
+                   IQDB_VECTORS_IN_FILE}};
         for (const auto &v : qv) {
             auto *e = new IqdbEngine;
             e->name = v.name;
             e->label = v.label;
+            if (v.open_flags) e->path = temp_db_path();
             size_t r0 = rss_bytes();
-            e->db = iqdb_build(D, IQDB_SIMD_AUTO, 1, &e->build_s, IQDB_QUANT_SQ8, v.flags);
+            e->db = iqdb_build(D, IQDB_SIMD_AUTO, 1, &e->build_s, IQDB_QUANT_SQ8, v.flags,
+                               v.open_flags, e->path);
             e->rss_delta = rss_bytes() - r0;
             iqdb_stats st;
             std::memset(&st, 0, sizeof st);
@@ -489,13 +520,14 @@ int main(int argc, char **argv) {
             iqdb_search_params_init(&e->p);
             build1[v.name].push_back(e->build_s);
             engines.push_back(e);
-            std::printf("built %s (1 thread): %.1f s (vectors %.0f B, codes %.0f B, index %.0f B "
-                        "per vector)\n",
+            std::printf("built %s (1 thread): %.1f s (vectors %.0f B + %.0f B mapped, codes %.0f "
+                        "B, index %.0f B per vector)\n",
                         v.name, e->build_s, static_cast<double>(st.mem_vectors) / D.n,
+                        static_cast<double>(st.mapped_vectors) / D.n,
                         static_cast<double>(st.mem_codes) / D.n,
                         static_cast<double>(st.mem_index) / D.n);
             std::fflush(stdout);
-            if (v.flags) continue;
+            if (v.flags || v.open_flags) continue;
             // the same database with a shortlist of k (oversample 1): the walk's width is then
             // the ef of the sweep (with 4 it is at least 40), so the curve reaches lower recall
             auto *e1 = new IqdbEngine;

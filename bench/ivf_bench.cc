@@ -77,6 +77,7 @@ struct Args {
     std::string json;
     std::string data_dir = DS_FMNIST_DIR;
     std::string gt = kDefaultGt;
+    std::string dir; // where the vectors-in-file databases go (default $TMPDIR or /tmp)
     std::vector<std::string> only; // run the configurations whose names contain one of these
     bool wants(const std::string &name) const {
         if (only.empty()) return true;
@@ -109,6 +110,8 @@ Args parse_args(int argc, char **argv) {
             a.data_dir = v, i++;
         else if (o == "--gt" && v)
             a.gt = v, i++;
+        else if (o == "--dir" && v)
+            a.dir = v, i++;
         else if (o == "--only" && v) {
             std::string s = v;
             for (size_t p = 0; p <= s.size();) {
@@ -121,7 +124,7 @@ Args parse_args(int argc, char **argv) {
         } else {
             std::printf(
                 "usage: %s [--queries N] [--base N] [--reps R] [--nlist L] [--pq-m M] [--no-faiss] "
-                "[--json PATH] [--data DIR] [--gt PATH] [--only NAME,NAME...]\n",
+                "[--json PATH] [--data DIR] [--gt PATH] [--dir DIR] [--only NAME,NAME...]\n",
                 argv[0]);
             std::exit(o == "-h" || o == "--help" ? 0 : 1);
         }
@@ -161,8 +164,27 @@ double median_of(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// The directory of the vectors-in-file databases: made on first use, emptied at exit.
+std::string &db_dir() {
+    static std::string d;
+    return d;
+}
+std::string db_path(const std::string &parent) {
+    static int n = 0;
+    if (db_dir().empty()) {
+        const char *t = std::getenv("TMPDIR");
+        std::string tmpl = (parent.empty() ? std::string(t && *t ? t : "/tmp") : parent) +
+                           "/iqdb-bench-ivf-XXXXXX";
+        std::vector<char> buf(tmpl.begin(), tmpl.end());
+        buf.push_back('\0');
+        if (!mkdtemp(buf.data())) die("cannot make a directory from " + tmpl);
+        db_dir() = buf.data();
+    }
+    return db_dir() + "/db" + std::to_string(n++);
+}
+
 iqdb *open_iqdb(uint32_t dim, iqdb_index_kind kind, iqdb_quant q, uint32_t qflags, uint32_t nlist,
-                uint32_t pq_m, uint32_t threads) {
+                uint32_t pq_m, uint32_t threads, uint32_t flags = 0, const std::string &dir = "") {
     iqdb_options o;
     iqdb_options_init(&o, dim, IQDB_METRIC_L2);
     o.index = kind;
@@ -171,16 +193,25 @@ iqdb *open_iqdb(uint32_t dim, iqdb_index_kind kind, iqdb_quant q, uint32_t qflag
     o.quant.pq_m = q == IQDB_QUANT_PQ ? pq_m : 0;
     o.quant.flags = qflags;
     o.threads = threads;
+    o.flags = flags;
+    std::string path;
+    if (flags & IQDB_VECTORS_IN_FILE) { // a durable database; the build is not what we time
+        path = db_path(dir);
+        o.sync = IQDB_SYNC_NEVER;
+        o.checkpoint_bytes = UINT64_MAX;
+    }
     iqdb *db = nullptr;
-    int rc = iqdb_open(nullptr, &o, &db);
+    int rc = iqdb_open(path.empty() ? nullptr : path.c_str(), &o, &db);
     if (rc) die(std::string("iqdb_open: ") + iqdb_errmsg(nullptr));
     return db;
 }
 
 // Builds (upsert_batch) and trains (optimize) one iqdb configuration; returns the handle.
 iqdb *build_iqdb(Config &c, int ti, uint32_t dim, iqdb_index_kind kind, iqdb_quant q,
-                 uint32_t qflags, uint32_t nlist, uint32_t pq_m, const float *base, size_t n) {
-    iqdb *db = open_iqdb(dim, kind, q, qflags, nlist, pq_m, static_cast<uint32_t>(ti + 1));
+                 uint32_t qflags, uint32_t nlist, uint32_t pq_m, const float *base, size_t n,
+                 uint32_t flags, const std::string &dir) {
+    iqdb *db =
+        open_iqdb(dim, kind, q, qflags, nlist, pq_m, static_cast<uint32_t>(ti + 1), flags, dir);
     std::vector<iqdb_id> ids(n);
     for (size_t i = 0; i < n; i++) ids[i] = i;
     double t0 = now();
@@ -204,6 +235,8 @@ void iqdb_memory(Config &c, iqdb *db) {
              {"index (lists, centroids)", s.mem_index / n},
              {"rows (ids, seqs, norms, map)", s.mem_rows / n},
              {"scratch", s.mem_scratch / n}};
+    if (s.mapped_vectors) // page cache, not heap: shown, not counted in the total
+        c.mem.push_back({"(vectors in the mapped file, not heap)", s.mapped_vectors / n});
     c.mem_total = s.mem_total / n;
 }
 
@@ -271,7 +304,7 @@ int main(int argc, char **argv) {
     const std::vector<uint32_t> probes = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64};
     auto add_iqdb = [&](const std::string &name, iqdb_index_kind kind, iqdb_quant q,
                         uint32_t qflags, const std::vector<uint32_t> &params,
-                        const std::string &knob) {
+                        const std::string &knob, uint32_t flags = 0) {
         if (!args.wants(name)) return;
         auto c = std::make_unique<Config>();
         c->name = name;
@@ -279,8 +312,10 @@ int main(int argc, char **argv) {
         c->knob = knob;
         c->params = params;
         std::fprintf(stderr, "building %s\n", name.c_str());
-        iqdb_close(build_iqdb(*c, 1, dim, kind, q, qflags, args.nlist, args.pq_m, base, n_base));
-        iqdb *db = build_iqdb(*c, 0, dim, kind, q, qflags, args.nlist, args.pq_m, base, n_base);
+        iqdb_close(build_iqdb(*c, 1, dim, kind, q, qflags, args.nlist, args.pq_m, base, n_base,
+                              flags, args.dir));
+        iqdb *db = build_iqdb(*c, 0, dim, kind, q, qflags, args.nlist, args.pq_m, base, n_base,
+                              flags, args.dir);
         iqdb_memory(*c, db);
         dbs.push_back(db);
         const bool ivf = kind == IQDB_INDEX_IVF;
@@ -301,11 +336,15 @@ int main(int argc, char **argv) {
     add_iqdb("iqdb IVF-SQ8 (re-ranked)", IQDB_INDEX_IVF, IQDB_QUANT_SQ8, 0, probes, "n_probes");
     add_iqdb("iqdb IVF-SQ8 codes only", IQDB_INDEX_IVF, IQDB_QUANT_SQ8, IQDB_QUANT_CODES_ONLY,
              probes, "n_probes");
+    add_iqdb("iqdb IVF-SQ8 (re-ranked, vectors in file)", IQDB_INDEX_IVF, IQDB_QUANT_SQ8, 0, probes,
+             "n_probes", IQDB_VECTORS_IN_FILE);
     add_iqdb("iqdb IVF-PQ (re-ranked)", IQDB_INDEX_IVF, IQDB_QUANT_PQ, 0, probes, "n_probes");
     add_iqdb("iqdb flat SQ8 (re-ranked)", IQDB_INDEX_FLAT, IQDB_QUANT_SQ8, 0, {1, 2, 4, 8},
              "oversample");
     add_iqdb("iqdb flat SQ8 codes only", IQDB_INDEX_FLAT, IQDB_QUANT_SQ8, IQDB_QUANT_CODES_ONLY,
              {1}, "oversample");
+    add_iqdb("iqdb flat SQ8 (re-ranked, vectors in file)", IQDB_INDEX_FLAT, IQDB_QUANT_SQ8, 0,
+             {1, 2, 4, 8}, "oversample", IQDB_VECTORS_IN_FILE);
 
 #ifdef IQDB_BENCH_HAVE_FAISS
     std::vector<std::unique_ptr<faiss::Index>> findex;
@@ -477,6 +516,15 @@ int main(int argc, char **argv) {
                     c->mem_total, 100.0 * c->mem_total / f32);
         for (auto &m : c->mem) std::printf("    %-40s %10.1f\n", m.first.c_str(), m.second);
     }
+    { // the process's resident memory (Linux): anonymous (heap) and file-backed (mappings)
+        FILE *st = std::fopen("/proc/self/status", "r");
+        char line[256];
+        while (st && std::fgets(line, sizeof line, st))
+            if (!std::strncmp(line, "VmRSS:", 6) || !std::strncmp(line, "RssAnon:", 8) ||
+                !std::strncmp(line, "RssFile:", 8))
+                std::printf("process %s", line);
+        if (st) std::fclose(st);
+    }
     std::printf("\niqdb build = iqdb_upsert_batch (with its automatic trainings), train = "
                 "iqdb_optimize; faiss build = add, train = train. f32 vectors: %.0f bytes each.\n",
                 f32);
@@ -496,6 +544,14 @@ int main(int argc, char **argv) {
             die("cannot write " + args.json);
     }
     for (iqdb *db : dbs) iqdb_close(db);
+    if (!db_dir().empty()) { // the closed databases' snapshots and WALs
+        for (int i = 0;; i++) {
+            std::string p = db_dir() + "/db" + std::to_string(i);
+            if (std::remove(p.c_str()) != 0) break;
+            std::remove((p + ".wal").c_str());
+        }
+        std::remove(db_dir().c_str());
+    }
     std::free(base);
     std::free(qs);
     std::free(gt);
