@@ -142,6 +142,7 @@ struct Config {
     double build_s[2] = {NAN, NAN}, train_s[2] = {NAN, NAN};
     std::vector<std::pair<std::string, double>> mem; // bytes per vector by component
     double mem_total = 0;                            // bytes per vector
+    iqdb *file_db = nullptr; // the handle, when its vectors are in a mapped file
 };
 
 // QPS at recall target t on one rep's curve, linearly between the sweep points around t; NaN
@@ -154,6 +155,20 @@ double qps_at(const Config &c, int rep, double t) {
         return q0 + (q1 - q0) * (t - r0) / (r1 - r0);
     }
     return NAN;
+}
+
+extern "C" int iqdb_bench_evict_vectors(iqdb *db); // vec_evict.c
+
+// A line of /proc/self/status ("RssFile:" ...) in kB; -1 where there is none (not Linux).
+long status_kb(const char *key) {
+    FILE *st = std::fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = std::strlen(key);
+    while (st && std::fgets(line, sizeof line, st))
+        if (!std::strncmp(line, key, n)) v = std::strtol(line + n, nullptr, 10);
+    if (st) std::fclose(st);
+    return v;
 }
 
 double median_of(std::vector<double> v) {
@@ -318,6 +333,7 @@ int main(int argc, char **argv) {
                               flags, args.dir);
         iqdb_memory(*c, db);
         dbs.push_back(db);
+        if (flags & IQDB_VECTORS_IN_FILE) c->file_db = db;
         const bool ivf = kind == IQDB_INDEX_IVF;
         c->search = [db, ivf](uint32_t p, const float *qv, int64_t *ids, size_t *n) {
             iqdb_search_params sp;
@@ -515,6 +531,35 @@ int main(int argc, char **argv) {
                     c->name.c_str(), c->build_s[0], c->build_s[1], c->train_s[0], c->train_s[1],
                     c->mem_total, 100.0 * c->mem_total / f32);
         for (auto &m : c->mem) std::printf("    %-40s %10.1f\n", m.first.c_str(), m.second);
+    }
+    // ---- vectors in a file, evicted: what a search costs when the re-ranked rows come from disk
+    for (auto &c : cfgs) {
+        if (!c->file_db) continue;
+        size_t pi = 0; // the cheapest sweep point at recall 0.99 (else the last)
+        while (pi + 1 < c->params.size() && c->recall[pi] < 0.99) pi++;
+        long before = status_kb("RssFile:");
+        int e = iqdb_bench_evict_vectors(c->file_db);
+        if (e) {
+            std::printf("\n%s: evicting the mapped vectors failed (%d); not measured\n",
+                        c->name.c_str(), e);
+            continue;
+        }
+        long after = status_kb("RssFile:");
+        int64_t ids[kK];
+        size_t n;
+        double pass[2];
+        for (int k = 0; k < 2; k++) { // cold (just evicted), then warm
+            double t0 = now();
+            for (size_t i = 0; i < nq; i++) c->search(c->params[pi], qs + i * d, ids, &n);
+            pass[k] = static_cast<double>(nq) / (now() - t0);
+        }
+        std::printf(
+            "\n%s, %s %u (recall %.4f), vectors evicted from memory first:\n"
+            "    process RssFile %ld kB before the eviction, %ld kB after, %ld kB after the "
+            "two passes\n    QPS first pass (re-ranked rows read from the file) %.0f, "
+            "second pass %.0f, timed reps above %.0f\n",
+            c->name.c_str(), c->knob.c_str(), c->params[pi], c->recall[pi], before, after,
+            status_kb("RssFile:"), pass[0], pass[1], median_of(c->qps[pi]));
     }
     { // the process's resident memory (Linux): anonymous (heap) and file-backed (mappings)
         FILE *st = std::fopen("/proc/self/status", "r");
