@@ -20,8 +20,10 @@
 #include "os/vmap.h"
 
 static _Atomic unsigned fail_at;
+static _Atomic int no_fallocate;
 
 void iqdb__vmap_fail_at(unsigned n) { atomic_store(&fail_at, n); }
+void iqdb__vmap_no_fallocate(int on) { atomic_store(&no_fallocate, on); }
 
 /* 1 when the test hook says this call fails. */
 static int injected(void) {
@@ -70,14 +72,31 @@ int iqdb__vmap_create(iqdb__mem *mem, const char *path, iqdb__vmap **out) {
     return IQDB_OK;
 }
 
+/* Allocates [from, to) of the file by writing zeros: for file systems without fallocate. A hole
+ * left by ftruncate would turn a full disk into a SIGBUS on some later store into the mapping;
+ * written blocks cannot. 0 or an errno. */
+static int write_zeros(int fd, uint64_t from, uint64_t to) {
+    static const char zeros[65536];
+    while (from < to) {
+        size_t n = to - from < sizeof zeros ? (size_t)(to - from) : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)from);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno;
+        if (w == 0) return ENOSPC;
+        from += (uint64_t)w;
+    }
+    return 0;
+}
+
 int iqdb__vmap_map(iqdb__vmap *v, uint64_t off, size_t len, void **p) {
     *p = NULL;
     if (injected()) return iqdb__fail(NULL, IQDB_IOERR_MMAP, "vector file: mmap: injected failure");
     if (off + len > v->size) {
-        int e = posix_fallocate(v->fd, (off_t)v->size, (off_t)(off + len - v->size));
-        if (e == EINVAL || e == EOPNOTSUPP) { /* a file system without fallocate */
-            e = ftruncate(v->fd, (off_t)(off + len)) == 0 ? 0 : errno;
-        }
+        int e = atomic_load(&no_fallocate)
+                    ? EOPNOTSUPP
+                    : posix_fallocate(v->fd, (off_t)v->size, (off_t)(off + len - v->size));
+        if (e == EINVAL || e == EOPNOTSUPP) /* a file system without fallocate */
+            e = write_zeros(v->fd, v->size, off + len);
         if (e)
             return iqdb__fail(NULL,
                               e == ENOSPC || e == EDQUOT ? IQDB_IOERR_NOSPACE : IQDB_IOERR_TRUNCATE,

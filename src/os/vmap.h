@@ -8,7 +8,8 @@
  * process's heap does not hold the vectors, and under memory pressure the kernel writes them
  * back to the file and drops them instead of failing an allocation.
  *
- * Growth allocates the file's blocks before mapping them (posix_fallocate / SetEndOfFile), so a
+ * Growth allocates the file's blocks before mapping them (posix_fallocate, or zeros written
+ * where the file system has no fallocate; SetEndOfFile on Windows), so a
  * full disk is an IQDB_IOERR_NOSPACE from the write that needed the room, never a SIGBUS on a
  * later store into a hole. Not part of the I/O seam (io.h): that seam is for files whose
  * contents must survive, which this one never has to.
@@ -39,5 +40,7 @@ void iqdb__vmap_close(iqdb__vmap *v);
 /* Test hook: the n-th iqdb__vmap_map from now on (1 = the next) fails with IQDB_IOERR_MMAP;
  * 0 turns it off. Process-wide; tests only. */
 void iqdb__vmap_fail_at(unsigned n);
+/* Test hook: 1 = grow the file as on a file system without fallocate (zeros written); 0 = off. */
+void iqdb__vmap_no_fallocate(int on);
 
 #endif

@@ -40,6 +40,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     iqdb__vmap_fail_at(0);
+    iqdb__vmap_no_fallocate(0);
     assert_int_equal(iqdbt_rmtree(dir), 0);
     assert_int_equal(atomic_load(&A.live), 0);
     assert_int_equal(atomic_load(&A.blocks), 0);
@@ -252,6 +253,14 @@ static void test_vecfile_flat_sq8(void **state) {
     const cfg c = {"flat SQ8 L2", IQDB_METRIC_L2, IQDB_INDEX_FLAT, IQDB_QUANT_SQ8};
     run_twins(&c);
 }
+/* Growth on a file system without fallocate: the blocks are written as zeros instead. */
+static void test_vecfile_no_fallocate(void **state) {
+    (void)state;
+    iqdb__vmap_no_fallocate(1);
+    const cfg c = {"flat SQ8 L2, zeros written", IQDB_METRIC_L2, IQDB_INDEX_FLAT, IQDB_QUANT_SQ8};
+    run_twins(&c);
+    iqdb__vmap_no_fallocate(0);
+}
 static void test_vecfile_flat_binary_cosine(void **state) {
     (void)state;
     const cfg c = {"flat BINARY cosine", IQDB_METRIC_COSINE, IQDB_INDEX_FLAT, IQDB_QUANT_BINARY};
@@ -367,6 +376,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_vecfile_flat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vecfile_flat_sq8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vecfile_no_fallocate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vecfile_flat_binary_cosine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vecfile_ivf_sq8_dot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vecfile_ivf_pq, setup, teardown),
