@@ -282,7 +282,9 @@ struct IqdbEngine : Engine {
     size_t search(const float *q, int64_t *labels, uint64_t *ndist) override {
         iqdb_hit hits[kK];
         size_t n = 0;
-        iqdb_search_info info = {sizeof info, 0, IQDB_STRATEGY_NONE, 0, 0, 0};
+        iqdb_search_info info;
+        std::memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
         if (iqdb_search(db, q, kK, &p, hits, &n, &info) != IQDB_OK) die(iqdb_errmsg(db));
         for (size_t i = 0; i < n; i++) labels[i] = static_cast<int64_t>(hits[i].id);
         *ndist = info.n_distances;
