@@ -19,7 +19,7 @@ int iqdb_bench_evict_vectors(iqdb *db) {
     const iqdb__store *st = &db->store;
     if (!st->vmap) return -1;
 #if defined(MADV_PAGEOUT) && defined(MS_SYNC)
-    const size_t bytes = iqdb__store_rows_per_chunk(st) * (size_t)st->stride * sizeof(float);
+    const size_t bytes = iqdb__store_chunk_bytes(st);
     for (size_t c = 0; c < st->n_chunks; c++) {
         if (msync(st->chunks[c], bytes, MS_SYNC)) return errno;
         if (madvise(st->chunks[c], bytes, MADV_PAGEOUT)) return errno;

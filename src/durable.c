@@ -551,14 +551,11 @@ static int dur_alloc(iqdb *db, const char *path, iqdb__dur **out) {
  * the WAL lock is held (no other writer can be using the name) and before anything is loaded. */
 static int open_vector_file(iqdb *db) {
     iqdb__dur *d = db->dur;
-    size_t n = d->paths.len + sizeof ".vec";
-    char *name = iqdb__alloc(&db->mem, n);
+    char *name = iqdb__paths_sibling(&d->paths, ".vec", &db->mem);
     if (!name) return iqdb__nomem(NULL);
-    memcpy(name, d->paths.snap, d->paths.len);
-    memcpy(name + d->paths.len, ".vec", sizeof ".vec");
     iqdb__vmap *v;
     int rc = iqdb__vmap_create(&db->mem, name, &v);
-    iqdb__free(&db->mem, name, n);
+    iqdb__free(&db->mem, name, d->paths.len + 5);
     IQDB_TRY(rc);
     return iqdb__store_use_vmap(&db->store, v);
 }

@@ -6,21 +6,28 @@
  */
 #include "persist/recover.h"
 
+char *iqdb__paths_sibling(const iqdb__paths *p, const char sfx[5], iqdb__mem *mem) {
+    char *s = iqdb__alloc(mem, p->len + 5);
+    if (s) {
+        memcpy(s, p->snap, p->len);
+        memcpy(s + p->len, sfx, 5);
+    }
+    return s;
+}
+
 int iqdb__paths_init(iqdb__paths *p, const char *path, iqdb__mem *mem) {
     memset(p, 0, sizeof *p);
     p->len = strlen(path);
     if (p->len > SIZE_MAX / 4) return IQDB_NOMEM;
     p->snap = iqdb__strndup(mem, path, p->len);
-    p->wal = iqdb__alloc(mem, p->len + 5);
-    p->tmp = iqdb__alloc(mem, p->len + 5);
+    if (p->snap) {
+        p->wal = iqdb__paths_sibling(p, ".wal", mem);
+        p->tmp = iqdb__paths_sibling(p, ".tmp", mem);
+    }
     if (!p->snap || !p->wal || !p->tmp) {
         iqdb__paths_free(p, mem);
         return IQDB_NOMEM;
     }
-    memcpy(p->wal, path, p->len);
-    memcpy(p->wal + p->len, ".wal", 5);
-    memcpy(p->tmp, path, p->len);
-    memcpy(p->tmp + p->len, ".tmp", 5);
     return IQDB_OK;
 }
 

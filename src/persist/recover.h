@@ -17,6 +17,9 @@ typedef struct iqdb__paths {
 
 int iqdb__paths_init(iqdb__paths *p, const char *path, iqdb__mem *mem);
 void iqdb__paths_free(iqdb__paths *p, iqdb__mem *mem);
+/* "<snap><sfx>" for a 4-character suffix such as ".wal" (p->len + 5 bytes, freed by the caller),
+ * or NULL when out of memory. */
+char *iqdb__paths_sibling(const iqdb__paths *p, const char sfx[5], iqdb__mem *mem);
 
 /* How far a checkpoint got. */
 typedef enum iqdb__ckpt_stage {

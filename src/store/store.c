@@ -27,15 +27,11 @@ void iqdb__store_init(iqdb__store *s, iqdb__mem *mem, uint32_t dim) {
     iqdb__idmap_init(&s->kmap, mem);
 }
 
-static size_t chunk_bytes(const iqdb__store *s) {
-    return ((size_t)1 << s->chunk_shift) * s->stride * sizeof(float);
-}
-
 static void free_chunk(iqdb__store *s, float *c) {
     if (s->vmap)
-        iqdb__vmap_unmap(s->vmap, c, chunk_bytes(s));
+        iqdb__vmap_unmap(s->vmap, c, iqdb__store_chunk_bytes(s));
     else
-        iqdb__free_aligned(s->mem, c, chunk_bytes(s));
+        iqdb__free_aligned(s->mem, c, iqdb__store_chunk_bytes(s));
 }
 
 int iqdb__store_use_vmap(iqdb__store *s, iqdb__vmap *v) {
@@ -49,7 +45,7 @@ int iqdb__store_use_vmap(iqdb__store *s, iqdb__vmap *v) {
     const size_t row_bytes = (size_t)s->stride * sizeof(float);
     while (s->chunk_shift < 16 && ((size_t)2 << s->chunk_shift) * row_bytes <= ((size_t)16 << 20))
         s->chunk_shift++;
-    size_t g = iqdb__vmap_granularity(), b = chunk_bytes(s);
+    size_t g = iqdb__vmap_granularity(), b = iqdb__store_chunk_bytes(s);
     s->vmap = v;
     s->chunk_span = (b + g - 1) / g * g;
     return IQDB_OK;
@@ -140,13 +136,13 @@ int iqdb__store_reserve_slots(iqdb__store *s, size_t n) {
         float *c;
         if (s->vmap) { /* a fresh file range reads as zeros */
             void *p;
-            IQDB_TRY(
-                iqdb__vmap_map(s->vmap, (uint64_t)s->n_chunks * s->chunk_span, chunk_bytes(s), &p));
+            IQDB_TRY(iqdb__vmap_map(s->vmap, (uint64_t)s->n_chunks * s->chunk_span,
+                                    iqdb__store_chunk_bytes(s), &p));
             c = p;
         } else {
-            c = iqdb__alloc_aligned(s->mem, chunk_bytes(s));
+            c = iqdb__alloc_aligned(s->mem, iqdb__store_chunk_bytes(s));
             if (!c) return IQDB_NOMEM;
-            memset(c, 0, chunk_bytes(s));
+            memset(c, 0, iqdb__store_chunk_bytes(s));
         }
         s->chunks[s->n_chunks++] = c;
     }
@@ -273,11 +269,11 @@ int iqdb__store_reorder(iqdb__store *s, const uint32_t *to) {
 size_t iqdb__store_mem_vectors(const iqdb__store *s) {
     size_t staging = s->staging ? (size_t)s->stride * sizeof(float) + 64 + sizeof(void *) : 0;
     if (s->vmap) return staging;
-    return s->n_chunks * (chunk_bytes(s) + 64 + sizeof(void *)) + staging;
+    return s->n_chunks * (iqdb__store_chunk_bytes(s) + 64 + sizeof(void *)) + staging;
 }
 
 size_t iqdb__store_mapped_vectors(const iqdb__store *s) {
-    return s->vmap ? s->n_chunks * chunk_bytes(s) : 0;
+    return s->vmap ? s->n_chunks * iqdb__store_chunk_bytes(s) : 0;
 }
 
 int iqdb__store_drop_vectors(iqdb__store *s) {

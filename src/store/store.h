@@ -90,6 +90,10 @@ void iqdb__store_remove(iqdb__store *s, uint32_t slot);
 static inline uint32_t iqdb__store_rows_per_chunk(const iqdb__store *s) {
     return 1u << s->chunk_shift;
 }
+/* Bytes of one arena chunk (a whole number of rows). */
+static inline size_t iqdb__store_chunk_bytes(const iqdb__store *s) {
+    return ((size_t)1 << s->chunk_shift) * s->stride * sizeof(float);
+}
 static inline float *iqdb__store_vec(const iqdb__store *s, uint32_t slot) {
     if (IQDB_UNLIKELY(s->no_vectors)) return slot == s->staging_slot ? s->staging : NULL;
     return s->chunks[slot >> s->chunk_shift] +
