@@ -561,15 +561,9 @@ int main(int argc, char **argv) {
             c->name.c_str(), c->knob.c_str(), c->params[pi], c->recall[pi], before, after,
             status_kb("RssFile:"), pass[0], pass[1], median_of(c->qps[pi]));
     }
-    { // the process's resident memory (Linux): anonymous (heap) and file-backed (mappings)
-        FILE *st = std::fopen("/proc/self/status", "r");
-        char line[256];
-        while (st && std::fgets(line, sizeof line, st))
-            if (!std::strncmp(line, "VmRSS:", 6) || !std::strncmp(line, "RssAnon:", 8) ||
-                !std::strncmp(line, "RssFile:", 8))
-                std::printf("process %s", line);
-        if (st) std::fclose(st);
-    }
+    // the process's resident memory (Linux): anonymous (heap) and file-backed (mappings)
+    std::printf("process VmRSS %ld kB, RssAnon %ld kB, RssFile %ld kB\n", status_kb("VmRSS:"),
+                status_kb("RssAnon:"), status_kb("RssFile:"));
     std::printf("\niqdb build = iqdb_upsert_batch (with its automatic trainings), train = "
                 "iqdb_optimize; faiss build = add, train = train. f32 vectors: %.0f bytes each.\n",
                 f32);
